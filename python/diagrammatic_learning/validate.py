@@ -1,0 +1,342 @@
+"""Checking a diagram: the document's form (JSON Schema) and its meaning (SPEC §1–7).
+
+``check_document`` checks a parsed JSON document against the schema;
+``check_diagram`` checks what the schema cannot (names, references, kinds,
+shapes, distances, terms, equations). Both raise ``DiagramError`` with every
+problem found. ``problems`` returns them instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from math import prod
+from typing import Any, Mapping
+
+import jsonschema
+
+from .diagram import Architecture, CategoricalObject, DataArrow, Diagram, FunctionArrow, ModelArrow, TensorObject
+from .distances import check_distance, full_distance
+from .errors import DiagramError, Problem, pointer
+from .layers import LayerError, combine_output, layer_output
+from .resources import schema_path
+
+
+@lru_cache(maxsize=1)
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    return jsonschema.Draft202012Validator(schema)
+
+
+_KEYWORD_CODES = {"required": "missing-key", "additionalProperties": "unknown-key", "type": "wrong-type"}
+
+
+def _schema_problems(doc: Any) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in sorted(_validator().iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = list(err.absolute_path)
+        code = _KEYWORD_CODES.get(err.validator, "bad-value")
+        if err.validator == "required":
+            missing = [k for k in err.validator_value if k not in err.instance]
+            for key in missing:
+                problems.append(Problem(code, pointer(*path, key), f"missing required key {key!r}"))
+            continue
+        if err.validator == "additionalProperties":
+            allowed = set(err.schema.get("properties", {}))
+            for key in err.instance:
+                if key not in allowed and not key.startswith("x-"):
+                    problems.append(Problem(code, pointer(*path, key), f"unknown key {key!r}"))
+            continue
+        message = err.message if len(err.message) < 300 else err.message[:300] + "…"
+        problems.append(Problem(code, pointer(*path), message))
+    unique: dict[tuple[str, str], Problem] = {}
+    for p in problems:
+        unique.setdefault((p.code, p.pointer), p)
+    return list(unique.values())
+
+
+def check_document(doc: Any) -> None:
+    """Check a parsed document's form: format, version, then the JSON Schema."""
+    if not isinstance(doc, Mapping):
+        raise DiagramError.one("not-a-diagram", "", "a diagram document is a JSON object")
+    if doc.get("format") != "learning-diagram":
+        raise DiagramError.one("not-a-diagram", "/format",
+                               f'"format" must be "learning-diagram", got {doc.get("format")!r}')
+    version = doc.get("format_version")
+    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+", version):
+        raise DiagramError.one("unsupported-version" if isinstance(version, str) else "missing-key",
+                               "/format_version", f'"format_version" must be "MAJOR.MINOR", got {version!r}')
+    if version.split(".")[0] != "1":
+        raise DiagramError.one("unsupported-version", "/format_version",
+                               f"format version {version} is not supported; this reader reads 1.x")
+    problems = _schema_problems(doc)
+    if problems:
+        raise DiagramError(problems)
+
+
+# ----------------------------------------------------------------------------- meaning
+
+
+class _Checker:
+    def __init__(self, d: Diagram, doc: Mapping[str, Any] | None):
+        self.d = d
+        self.doc = doc
+        self.problems: list[Problem] = []
+        self.obj_index = {n: i for i, n in enumerate(d.objects)}
+        self.arrow_index = {n: i for i, n in enumerate(d.arrows)}
+
+    def add(self, code: str, where: str, message: str) -> None:
+        self.problems.append(Problem(code, where, message))
+
+    def arrow_ptr(self, name: str, *rest: Any) -> str:
+        return pointer("arrows", self.arrow_index[name], *rest)
+
+    # -- names
+
+    def names(self) -> None:
+        if self.doc is None:
+            return
+        seen: dict[str, str] = {}
+        for section in ("objects", "arrows"):
+            for i, item in enumerate(self.doc[section]):
+                where = pointer(section, i, "name")
+                if item["name"] in seen:
+                    self.add("duplicate-name", where, f"the name {item['name']!r} is already used at {seen[item['name']]}")
+                else:
+                    seen[item["name"]] = where
+        # positions must follow the document when it has duplicates
+        self.obj_index = {o["name"]: i for i, o in reversed(list(enumerate(self.doc["objects"])))}
+        self.arrow_index = {a["name"]: i for i, a in reversed(list(enumerate(self.doc["arrows"])))}
+
+    # -- arrows
+
+    def source_ptr(self, arrow, k: int) -> str:
+        return self.arrow_ptr(arrow.name, "source", *([k] if len(arrow.sources) > 1 else []))
+
+    def references(self) -> bool:
+        ok = True
+        for a in self.d.arrows.values():
+            for k, s in enumerate(a.sources):
+                if s not in self.d.objects:
+                    self.add("unknown-object", self.source_ptr(a, k), f"arrow {a.name!r}: no object named {s!r}")
+                    ok = False
+            if a.target not in self.d.objects:
+                self.add("unknown-object", self.arrow_ptr(a.name, "target"),
+                         f"arrow {a.name!r}: no object named {a.target!r}")
+                ok = False
+        return ok
+
+    def structure(self) -> None:
+        for a in self.d.arrows.values():
+            target = self.d.objects[a.target]
+            if target.kind == "data":
+                self.add("arrow-into-data", self.arrow_ptr(a.name, "target"),
+                         f"arrow {a.name!r} targets data object {a.target!r}; data objects only have outgoing arrows")
+                continue
+            if isinstance(a, DataArrow):
+                if self.d.objects[a.source].kind != "data":
+                    self.add("data-arrow-source", self.arrow_ptr(a.name, "source"),
+                             f"data arrow {a.name!r} must start at a data object, {a.source!r} is a "
+                             f"{self.d.objects[a.source].kind} object")
+                if a.encoding is not None and not isinstance(target, CategoricalObject):
+                    self.add("bad-value", self.arrow_ptr(a.name, "encoding"),
+                             f"encoding is only for data arrows into categorical objects")
+                continue
+            bad = [k for k, s in enumerate(a.sources) if self.d.objects[s].kind == "data"]
+            for k in bad:
+                self.add("arrow-from-data", self.source_ptr(a, k),
+                         f"{a.kind} arrow {a.name!r} leaves data object {a.sources[k]!r}; only data arrows may")
+            if bad:
+                continue
+            if isinstance(a, FunctionArrow):
+                self.function(a)
+            elif isinstance(a, ModelArrow):
+                self.model(a)
+
+    def value_type(self, name: str) -> tuple[tuple[int, ...], str]:
+        o = self.d.objects[name]
+        if isinstance(o, TensorObject):
+            return o.shape, "float" if o.is_float else "int64"
+        return o.shape + (o.classes,), "float"  # categorical as logits / probabilities
+
+    def function(self, a: FunctionArrow) -> None:
+        op, n = a.op, len(a.sources)
+        srcs = [self.d.objects[s] for s in a.sources]
+        tgt = self.d.objects[a.target]
+        where = self.arrow_ptr(a.name)
+        multi = op in ("add", "concat")
+        if (n < 2) if multi else (n != 1):
+            self.add("function-arity", self.arrow_ptr(a.name, "source"),
+                     f"{op} takes {'two or more sources' if multi else 'one source'}, got {n}")
+            return
+
+        def want_tensor(shape: tuple[int, ...], float_: bool | None) -> None:
+            if not isinstance(tgt, TensorObject):
+                self.add("kind-mismatch", self.arrow_ptr(a.name, "target"),
+                         f"{op} produces a tensor, but {tgt.name!r} is {tgt.kind}")
+                return
+            if tgt.shape != tuple(shape):
+                self.add("shape-mismatch", self.arrow_ptr(a.name, "target"),
+                         f"{op} produces shape {list(shape)}, but {tgt.name!r} has shape {list(tgt.shape)}")
+            if float_ is not None and tgt.is_float != float_:
+                self.add("dtype-mismatch", self.arrow_ptr(a.name, "target"),
+                         f"{op} produces {'float' if float_ else 'int64'} values, but {tgt.name!r} is {tgt.dtype}")
+
+        def src_tensor(k: int, float_: bool = True, nonempty: bool = False) -> TensorObject | None:
+            s = srcs[k]
+            if not isinstance(s, TensorObject):
+                self.add("kind-mismatch", self.source_ptr(a, k), f"{op} needs a tensor source, {s.name!r} is {s.kind}")
+                return None
+            if float_ and not s.is_float:
+                self.add("dtype-mismatch", self.source_ptr(a, k), f"{op} needs a float source, {s.name!r} is int64")
+                return None
+            if nonempty and not s.shape:
+                self.add("shape-mismatch", self.source_ptr(a, k), f"{op} needs at least one axis, {s.name!r} is a scalar")
+                return None
+            return s
+
+        s = srcs[0]
+        if op == "identity":
+            same = s.kind == tgt.kind and (
+                (isinstance(s, TensorObject) and s.shape == tgt.shape and s.is_float == tgt.is_float)
+                or (isinstance(s, CategoricalObject) and (s.classes, s.shape) == (tgt.classes, tgt.shape)))
+            if not same:
+                self.add("shape-mismatch", self.arrow_ptr(a.name, "target"),
+                         f"identity needs source and target of the same kind and shape: {s.name!r} → {tgt.name!r}")
+        elif op in ("softmax", "log_softmax"):
+            if isinstance(s, CategoricalObject):
+                want_tensor(s.shape + (s.classes,), True)
+            elif src_tensor(0, nonempty=True):
+                want_tensor(s.shape, True)
+        elif op == "one_hot":
+            if not isinstance(s, CategoricalObject):
+                self.add("kind-mismatch", self.source_ptr(a, 0), f"one_hot needs a categorical source, {s.name!r} is {s.kind}")
+            else:
+                want_tensor(s.shape + (s.classes,), True)
+        elif op == "flatten":
+            if src_tensor(0, float_=False):
+                want_tensor((prod(s.shape),), s.is_float)
+        elif op == "reshape":
+            if src_tensor(0, float_=False):
+                if prod(a.params["shape"]) != prod(s.shape):
+                    self.add("shape-mismatch", self.arrow_ptr(a.name, "shape"),
+                             f"reshape of {list(s.shape)} to {a.params['shape']}: sizes differ")
+                else:
+                    want_tensor(tuple(a.params["shape"]), s.is_float)
+        elif op in ("scale", "normalize"):
+            if src_tensor(0, nonempty=op == "normalize"):
+                want_tensor(s.shape, True)
+        elif op in ("add", "concat"):
+            ok = [src_tensor(k, nonempty=op == "concat") for k in range(n)]
+            if all(ok):
+                try:
+                    shape, _ = combine_output(op, [(x.shape, "float") for x in ok])
+                except LayerError as e:
+                    self.add(e.code, self.arrow_ptr(a.name, "source"), str(e))
+                    return
+                want_tensor(shape, True)
+        del where
+
+    def model(self, a: ModelArrow) -> None:
+        ok = True
+        for k, s in enumerate(a.sources):
+            if not isinstance(self.d.objects[s], TensorObject):
+                self.add("kind-mismatch", self.source_ptr(a, k),
+                         f"model {a.name!r}: sources must be tensor objects, {s!r} is {self.d.objects[s].kind}")
+                ok = False
+        tgt = self.d.objects[a.target]
+        if isinstance(tgt, TensorObject) and not tgt.is_float:
+            self.add("dtype-mismatch", self.arrow_ptr(a.name, "target"),
+                     f"model {a.name!r}: a model produces float values, {tgt.name!r} is int64")
+            ok = False
+        if not ok or a.architecture is None:
+            return
+        self.architecture(a, a.architecture)
+
+    def architecture(self, a: ModelArrow, arch: Architecture) -> None:
+        base = ("architecture",)
+        n = len(a.sources)
+        if n == 1 and (arch.combine is not None or arch.inputs is not None):
+            key = "combine" if arch.combine is not None else "inputs"
+            self.add("function-arity", self.arrow_ptr(a.name, *base, key),
+                     f"model {a.name!r} has one source: {key} is only for products")
+            return
+        if n > 1 and arch.combine is None:
+            self.add("missing-key", self.arrow_ptr(a.name, *base, "combine"),
+                     f"model {a.name!r} has {n} sources and needs a combine step")
+            return
+        if arch.inputs is not None and len(arch.inputs) != n:
+            self.add("function-arity", self.arrow_ptr(a.name, *base, "inputs"),
+                     f"model {a.name!r} has {n} sources but {len(arch.inputs)} input branches")
+            return
+        types = [self.value_type(s) for s in a.sources]
+        for k, branch in enumerate(arch.inputs or ()):
+            vt = self.chain(a, branch, types[k], (*base, "inputs", k))
+            if vt is None:
+                return
+            types[k] = vt
+        if n > 1:
+            try:
+                vt = combine_output(arch.combine, types)
+            except LayerError as e:
+                self.add(e.code, self.arrow_ptr(a.name, *base, "combine"), f"model {a.name!r}: {e}")
+                return
+        else:
+            vt = types[0]
+        vt = self.chain(a, arch.layers, vt, (*base, "layers"))
+        if vt is None:
+            return
+        want = self.value_type(a.target)
+        if vt != want:
+            self.add("shape-mismatch", self.arrow_ptr(a.name, *base, "layers"),
+                     f"model {a.name!r} produces {vt[1]} values of shape {list(vt[0])}, but target "
+                     f"{a.target!r} needs {want[1]} values of shape {list(want[0])}")
+
+    def chain(self, a: ModelArrow, layers, vt, where) -> tuple | None:
+        for i, layer in enumerate(layers):
+            try:
+                vt = layer_output(layer, vt)
+            except LayerError as e:
+                self.add(e.code, self.arrow_ptr(a.name, *where, i), f"model {a.name!r}, layer {i} ({layer.type}): {e}")
+                return None
+        return vt
+
+    def distances(self) -> None:
+        for name, o in self.d.objects.items():
+            dist = getattr(o, "distance", None)
+            if dist is not None:
+                for code, msg in check_distance(o, full_distance(dist)):
+                    self.add(code, pointer("objects", self.obj_index[name], "distance"), msg)
+
+
+def problems(source: Any) -> list[Problem]:
+    """Every problem with a diagram (path, document or ``Diagram``), or ``[]`` if it is valid."""
+    from .io import load
+
+    try:
+        load(source)
+    except DiagramError as e:
+        return e.problems
+    return []
+
+
+def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
+    """Check the meaning of a schema-valid diagram (SPEC §1–7); raise ``DiagramError`` with every problem."""
+    from .equations import equations
+
+    c = _Checker(d, doc)
+    c.names()
+    if c.references():
+        c.structure()
+    c.distances()
+    if c.problems:
+        raise DiagramError(c.problems)
+    equations(d)
+
+
+def validate(source: Any) -> None:
+    """Raise ``DiagramError`` if the diagram (path, document or ``Diagram``) is invalid."""
+    from .io import load
+
+    load(source)
