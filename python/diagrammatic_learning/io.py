@@ -176,9 +176,33 @@ def load(source: Source) -> Diagram:
     return diagram
 
 
+def _is_flat(value: Any) -> bool:
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, list):
+        return all(isinstance(v, scalar) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(v, scalar) or (isinstance(v, list) and _is_flat(v)) for v in value.values())
+    return True
+
+
+def _format(value: Any, indent: int) -> str:
+    """JSON with one line per object or array, except flat ones (layers, shapes) that fit in 100 columns."""
+    compact = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if _is_flat(value) and indent + len(compact) <= 100:
+        return compact
+    pad, inner = " " * indent, " " * (indent + 2)
+    if isinstance(value, dict):
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_format(v, indent + 2)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}" if items else "{}"
+    if isinstance(value, list):
+        items = [inner + _format(v, indent + 2) for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + pad + "]" if items else "[]"
+    return compact
+
+
 def dumps(diagram: Diagram) -> str:
-    """The diagram as JSON text, two-space indented, ending with a newline."""
-    return json.dumps(to_json(diagram), indent=2, ensure_ascii=False) + "\n"
+    """The diagram as JSON text in a stable layout, ending with a newline."""
+    return _format(to_json(diagram), 0) + "\n"
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
