@@ -48,7 +48,10 @@ def _schema_problems(doc: Any) -> list[Problem]:
                 if key not in allowed and not key.startswith("x-"):
                     problems.append(Problem(code, pointer(*path, key), f"unknown key {key!r}"))
             continue
-        message = err.message if len(err.message) < 300 else err.message[:300] + "…"
+        if err.validator in ("oneOf", "anyOf", "not"):
+            message = f"does not match: {err.schema.get('description', 'none of the allowed forms fits')}"
+        else:
+            message = err.message if len(err.message) < 300 else err.message[:300] + "…"
         problems.append(Problem(code, pointer(*path), message))
     unique: dict[tuple[str, str], Problem] = {}
     for p in problems:
