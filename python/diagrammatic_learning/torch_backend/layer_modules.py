@@ -1,0 +1,167 @@
+"""The layer vocabulary of SPEC §4 as PyTorch modules, one module per layer.
+
+Each module takes a batch (batch first) and follows the spec's formula where
+PyTorch's default differs: softplus without its threshold, elu through expm1,
+conv2d and pools with asymmetric padding, embedding with an index range check.
+Parameter names and layouts are PyTorch's, which are the spec's (§8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..diagram import Layer
+from ..errors import DiagramError
+from ..layers import full_params
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(x))`` exactly, with no threshold: ``max(x, 0) + log1p(exp(-|x|))`` and gradient σ(x)."""
+    return torch.logaddexp(x, x.new_zeros(()))
+
+
+def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``x`` if x > 0 else ``alpha · expm1(x)``; expm1 sees only x ≤ 0 so no inf reaches the gradient."""
+    return torch.where(x > 0, x, alpha * torch.expm1(torch.clamp(x, max=0)))
+
+
+class Softplus(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return softplus(x)
+
+
+class ELU(nn.Module):
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class Conv2d(nn.Conv2d):
+    """``conv2d`` with padding given as [top, bottom, left, right] (zeros), stride, dilation and groups."""
+
+    def __init__(self, p: dict[str, Any], dtype: torch.dtype):
+        top, bottom, left, right = p["padding"]
+        symmetric = top == bottom and left == right
+        super().__init__(p["in_channels"], p["out_channels"], tuple(p["kernel_size"]), stride=tuple(p["stride"]),
+                         padding=(top, left) if symmetric else 0, dilation=tuple(p["dilation"]),
+                         groups=p["groups"], bias=p["bias"], dtype=dtype)
+        # F.pad takes the last axis first: (left, right, top, bottom)
+        self.asymmetric_padding = None if symmetric else (left, right, top, bottom)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.asymmetric_padding is not None:
+            x = F.pad(x, self.asymmetric_padding)
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class Pool2d(nn.Module):
+    """``max_pool2d`` (padding −∞) or ``avg_pool2d`` (padding 0, counted in the mean)."""
+
+    def __init__(self, kind: str, p: dict[str, Any]):
+        super().__init__()
+        self.kind = kind
+        self.kernel_size = tuple(p["kernel_size"])
+        self.stride = tuple(p["stride"])
+        top, bottom, left, right = p["padding"]
+        self.padding = (left, right, top, bottom) if any(p["padding"]) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "max":
+            if self.padding is not None:
+                x = F.pad(x, self.padding, value=float("-inf"))
+            return F.max_pool2d(x, self.kernel_size, self.stride)
+        if self.padding is not None:
+            x = F.pad(x, self.padding)
+        return F.avg_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Embedding(nn.Embedding):
+    """``embedding``; an index outside ``[0, num_embeddings)`` is ``batch-index-range``, not an IndexError."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel():
+            low, high = torch.aminmax(x)
+            if low < 0 or high >= self.num_embeddings:
+                raise DiagramError.one("batch-index-range", "input",
+                                       f"embedding indices must lie in [0, {self.num_embeddings}), "
+                                       f"got values from {int(low)} to {int(high)}")
+        return super().forward(x)
+
+
+class LSTM(nn.LSTM):
+    """A one-layer ``lstm`` over ``[B, L, in]`` returning the output sequence ``[B, L, hidden]``."""
+
+    def __init__(self, input_size: int, hidden_size: int, dtype: torch.dtype):
+        super().__init__(input_size, hidden_size, batch_first=True, dtype=dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x)[0]
+
+
+class LastStep(nn.Module):
+    """``last_step``: ``[B, L, F]`` → ``[B, F]``, step L−1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, -1]
+
+
+class Flatten(nn.Module):
+    """``flatten``: each example to one row-major axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)
+
+
+_PLAIN: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+    "gelu": lambda: nn.GELU(approximate="none"),  # the exact erf form
+    "softplus": Softplus,
+    "identity": nn.Identity,
+    "flatten": Flatten,
+    "last_step": LastStep,
+    "softmax": lambda: nn.Softmax(dim=-1),
+    "log_softmax": lambda: nn.LogSoftmax(dim=-1),
+}
+
+
+def build_layer(layer: Layer, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """One layer of the vocabulary as a module with PyTorch's default initialisation, in ``dtype``."""
+    t = layer.type
+    if t in _PLAIN:
+        return _PLAIN[t]()
+    p = full_params(layer)
+    if t == "linear":
+        return nn.Linear(p["in_features"], p["out_features"], bias=p["bias"], dtype=dtype)
+    if t == "conv2d":
+        return Conv2d(p, dtype)
+    if t in ("max_pool2d", "avg_pool2d"):
+        return Pool2d(t.removesuffix("_pool2d"), p)
+    if t == "embedding":
+        return Embedding(p["num_embeddings"], p["embedding_dim"], dtype=dtype)
+    if t == "layer_norm":
+        return nn.LayerNorm(tuple(p["normalized_shape"]), eps=p["eps"], elementwise_affine=p["elementwise_affine"],
+                            dtype=dtype)
+    if t == "lstm":
+        return LSTM(p["input_size"], p["hidden_size"], dtype)
+    if t == "dropout":
+        return nn.Dropout(p["p"])
+    if t == "leaky_relu":
+        return nn.LeakyReLU(p["negative_slope"])
+    if t == "elu":
+        return ELU(p["alpha"])
+    raise DiagramError.one("bad-value", "type", f"unknown layer type {t!r}")

@@ -1,0 +1,147 @@
+"""Training a compiled diagram: ``fit`` is a plain loop over batches with Adam, a progress bar and checkpoints.
+
+It uses only the public API (``evaluate``, ``save_weights``), so anything it
+does a user can do in their own loop.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from ..io import Source
+from .compiled import CompiledDiagram, compile
+
+Batch = Mapping[str, Any]
+OptimizerLike = Union[torch.optim.Optimizer, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]
+PROGRESS_REFRESH_S = 0.5  # reading losses for the bar synchronises with the device, so not every step
+
+
+@dataclass
+class History:
+    """What ``fit`` saw: per epoch the mean loss of each equation and ``"total"``; per step the total.
+
+    ``evals`` holds ``(epoch, means)`` for each evaluation pass (``eval_every``),
+    computed in evaluation mode without gradients.
+    """
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    steps: list[float] = field(default_factory=list)
+    evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+
+
+def _means(names: list[str], sums: torch.Tensor, count: int) -> dict[str, float]:
+    values = (sums / count).tolist()
+    out = {name: values[i + 1] for i, name in enumerate(names)}
+    out["total"] = values[0]
+    return out
+
+
+def _losses(total: torch.Tensor, equations: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.stack([total.detach(), *(d.detach() for d in equations.values())])
+
+
+def mean_losses(model: CompiledDiagram, data: Iterable[Batch]) -> dict[str, float]:
+    """Each equation's mean distance and the mean ``"total"`` over ``data``, in evaluation mode, without gradients."""
+    was_training = model.training
+    model.eval()
+    sums, count = None, 0
+    try:
+        with torch.no_grad():
+            for batch in data:
+                ev = model.evaluate(batch)
+                losses = _losses(ev.total, ev.equations)
+                sums = losses if sums is None else sums + losses
+                count += 1
+    finally:
+        model.train(was_training)
+    if sums is None:
+        raise ValueError("the data yielded no batches")
+    return _means([e.name for e in model.equations], sums, count)
+
+
+def _optimizer(model: CompiledDiagram, optimizer: OptimizerLike | None, lr: float) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if not params:
+        raise ValueError("nothing to train: no model arrow of this diagram has trainable parameters")
+    if optimizer is None:
+        return torch.optim.Adam(params, lr=lr)
+    return optimizer(params)
+
+
+def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
+        optimizer: OptimizerLike | None = None, lr: float = 1e-3, eval_every: int | None = None,
+        on_epoch_end: Callable[[int, CompiledDiagram, History], None] | None = None,
+        checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
+        eval_data: Iterable[Batch] | None = None) -> History:
+    """Train ``model`` on ``data`` for ``epochs`` passes; return the ``History``.
+
+    ``model``: a ``CompiledDiagram``, or a diagram compiled with defaults.
+    ``data``: an iterable of batches (column → array/tensor), iterated once per
+    epoch (a ``DataLoader`` yielding column dicts, or a list).
+    ``optimizer``: None (Adam with ``lr`` over the parameters that require
+    gradients), an optimizer, or a function from that parameter list to one.
+    ``eval_every``: every that many epochs and after the last, record
+    ``mean_losses`` over ``eval_data`` (default ``data``) in ``History.evals``.
+    Epochs are numbered from 1: ``on_epoch_end(epoch, model, history)`` runs
+    after each, and ``checkpoint_dir/epoch-{epoch}.safetensors`` is written
+    (weights file, SPEC §8) when ``checkpoint_dir`` is given.
+    """
+    if not isinstance(model, CompiledDiagram):
+        model = compile(model)
+    if epochs > 1 and iter(data) is data:
+        raise ValueError("data is a one-shot iterator; pass a list or a DataLoader to train for several epochs")
+    opt = _optimizer(model, optimizer, lr)
+    names = [e.name for e in model.equations]
+    checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)
+    if checkpoints is not None:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+    history = History()
+    was_training = model.training
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            sums, count, totals = None, 0, []
+            bar = tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
+                       desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=True)
+            shown = time.monotonic()
+            for batch in data:
+                ev = model.evaluate(batch)
+                if not ev.total.requires_grad:
+                    raise ValueError("the loss does not depend on any trainable parameter")
+                opt.zero_grad(set_to_none=True)
+                ev.total.backward()
+                opt.step()
+                losses = _losses(ev.total, ev.equations)
+                sums = losses if sums is None else sums + losses
+                totals.append(losses[0])
+                count += 1
+                bar.update()
+                if progress and time.monotonic() - shown >= PROGRESS_REFRESH_S:
+                    bar.set_postfix(_means(names, sums, count), refresh=False)
+                    shown = time.monotonic()
+            if sums is None:
+                bar.close()
+                raise ValueError("the data yielded no batches")
+            means = _means(names, sums, count)
+            bar.set_postfix(means)
+            bar.close()
+            history.epochs.append(means)
+            history.steps.extend(torch.stack(totals).tolist())
+            if eval_every and (epoch % eval_every == 0 or epoch == epochs):
+                history.evals.append((epoch, mean_losses(model, data if eval_data is None else eval_data)))
+            if checkpoints is not None:
+                model.save_weights(checkpoints / f"epoch-{epoch}.safetensors")
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, model, history)
+    finally:
+        model.train(was_training)
+    return history

@@ -1,0 +1,127 @@
+"""Weights between safetensors files, mappings and modules: checked first, then copied, all or nothing.
+
+Nothing here unpickles: files are safetensors, mappings hold arrays or tensors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..diagram import Architecture, Diagram, ModelArrow
+from ..errors import DiagramError, Problem, pointer
+from ..io import Source, load
+from ..layers import architecture_parameter_shapes
+from ..tensorfiles import FLOAT_DTYPES, read_safetensors, write_safetensors
+from .architecture import build_module
+
+WeightsSource = Union[str, os.PathLike, Mapping[str, Any]]
+
+
+def as_array_like(value: Any) -> Any:
+    """A tensor or array stays as it is; anything else (nested lists, numbers) becomes a NumPy array."""
+    return value if isinstance(value, (torch.Tensor, np.ndarray)) else np.asarray(value)
+
+
+def read_weights(source: WeightsSource) -> tuple[dict[str, Any], str]:
+    """The tensors of a weights file or mapping, and the name errors should use for it."""
+    if isinstance(source, Mapping):
+        return {k: as_array_like(v) for k, v in source.items()}, "weights"
+    return read_safetensors(source, "weights"), str(source)
+
+
+def to_tensor(value: Any, dtype: torch.dtype | None = None, device: torch.device | None = None) -> torch.Tensor:
+    """A NumPy array or tensor as a tensor on ``device`` (``dtype`` None keeps its dtype)."""
+    if not isinstance(value, torch.Tensor):
+        array = np.asarray(value)
+        if not array.flags.writeable:  # torch warns on read-only memory; copy instead
+            array = array.copy()
+        value = torch.from_numpy(array)
+    return value.to(device=device, dtype=dtype)
+
+
+def check_tensors(want: Mapping[str, tuple[int, ...]], tensors: Mapping[str, Any], source: str,
+                  prefix: str = "") -> list[Problem]:
+    """Problems with ``tensors`` (keys ``prefix + name``) against the wanted shapes: SPEC §8's weights codes."""
+    problems: list[Problem] = []
+    for name, shape in want.items():
+        key = prefix + name
+        if key not in tensors:
+            problems.append(Problem("weights-missing-key", f"{source}#{key}",
+                                    f"{source} has no tensor {key!r} (shape {list(shape)})"))
+            continue
+        t = tensors[key]
+        dtype = str(t.dtype).removeprefix("torch.")
+        if dtype not in FLOAT_DTYPES:
+            problems.append(Problem("weights-dtype", f"{source}#{key}",
+                                    f"{key!r} has dtype {dtype}; weights are float32 or float64"))
+        if tuple(t.shape) != tuple(shape):
+            problems.append(Problem("weights-shape", f"{source}#{key}",
+                                    f"{key!r} has shape {list(t.shape)}, the diagram needs {list(shape)}"))
+    for key in tensors:
+        if not key.startswith(prefix) or key[len(prefix):] not in want:
+            problems.append(Problem("weights-unexpected-key", f"{source}#{key}",
+                                    f"{source} has a tensor {key!r} that is no parameter here"))
+    return problems
+
+
+def copy_into(module: nn.Module, tensors: Mapping[str, Any], prefix: str = "") -> None:
+    """Copy checked tensors into a module's parameters (keys ``prefix + state_dict key``), without autograd."""
+    with torch.no_grad():
+        for key, target in module.state_dict(keep_vars=True).items():
+            target.copy_(to_tensor(tensors[prefix + key]))
+
+
+def save_tensors(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Write tensors to a safetensors file atomically, keys as given."""
+    write_safetensors({k: v.detach().cpu().numpy() for k, v in tensors.items()}, path)
+
+
+def model_arrow(diagram: Diagram, name: str, where: str = "arrow") -> ModelArrow:
+    """The model arrow called ``name``; ``unknown-arrow`` or ``kind-mismatch`` otherwise."""
+    arrow = diagram.arrows.get(name)
+    if arrow is None:
+        raise DiagramError.one("unknown-arrow", f"{where}#{name}", f"the diagram has no arrow named {name!r}")
+    if not isinstance(arrow, ModelArrow):
+        raise DiagramError.one("kind-mismatch", pointer("arrows", diagram.position(name)),
+                               f"arrow {name!r} is a {arrow.kind} arrow, not a model")
+    return arrow
+
+
+def architecture_of(diagram: Diagram, name: str) -> Architecture:
+    """The architecture of model arrow ``name``; ``external-unbound`` for an external arrow, which has none."""
+    arrow = model_arrow(diagram, name)
+    if arrow.architecture is None:
+        raise DiagramError.one("external-unbound", pointer("arrows", diagram.position(name)),
+                               f"model {name!r} is external: its module is code you provide, not a file")
+    return arrow.architecture
+
+
+def load_arrow_module(diagram: Source, arrow_name: str, weights_path: str | os.PathLike,
+                      dtype: torch.dtype = torch.float32) -> nn.Module:
+    """One arrow's trained network as a plain module, from a diagram's weights file or an arrow file.
+
+    ``weights_path`` is either a weights file of the whole diagram (keys
+    ``arrow.layers.0.weight``; checked against the whole diagram) or a file
+    written by ``CompiledDiagram.save_arrow`` (keys ``layers.0.weight``).
+    """
+    d = load(diagram)
+    arch = architecture_of(d, arrow_name)
+    tensors = read_safetensors(weights_path, "weights")
+    source = str(weights_path)
+    prefix = f"{arrow_name}."
+    if any(k.startswith(prefix) for k in tensors):
+        from ..tensorfiles import check_weights
+        check_weights(d, tensors, source)
+    else:
+        prefix = ""
+        problems = check_tensors(architecture_parameter_shapes(arch), tensors, source)
+        if problems:
+            raise DiagramError(problems)
+    module = build_module(arch, dtype)
+    copy_into(module, tensors, prefix)
+    return module
