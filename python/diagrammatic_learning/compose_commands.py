@@ -1,0 +1,82 @@
+"""``dlearn glue`` and ``dlearn draw``: compose diagram files and draw them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .compose import gluing
+from .draw import GraphvizNotFound, draw
+from .errors import DiagramError, Problem
+from .io import atomic_write, dumps, load, read_document
+from .tensorfiles import load_weights, write_safetensors
+
+
+def in_file(path: str, err: DiagramError) -> DiagramError:
+    """``err`` with every JSON pointer that lacks a file written as ``path#pointer``."""
+    return DiagramError([p if "#" in p.pointer or p.pointer == str(path)
+                         else Problem(p.code, f"{path}#{p.pointer}", p.message) for p in err.problems])
+
+
+def _load(path: str):
+    try:
+        return load(path)
+    except DiagramError as e:
+        raise in_file(path, e) from None
+
+
+def _glue(args: argparse.Namespace) -> int:
+    d1, d2 = _load(args.first), _load(args.second)
+    along = read_document(args.along) if args.along else {}
+    if args.weights and len(args.weights) != 2:
+        raise DiagramError.one("bad-value", "--weights", "give two weights files, one per diagram")
+    g = gluing(d1, d2, along, prefix=args.prefix, name=args.name, along_source=args.along or "along")
+    weights = None
+    if args.weights:
+        weights = g.weights(load_weights(d1, args.weights[0]), load_weights(d2, args.weights[1]))
+    atomic_write(args.output, dumps(g.diagram).encode("utf-8"))
+    print(f"wrote {args.output}: {len(g.diagram.objects)} objects, {len(g.diagram.arrows)} arrows")
+    if weights is not None:
+        out = args.weights_out or str(Path(args.output).with_suffix(".safetensors"))
+        write_safetensors(weights, out)
+        print(f"wrote {out}: {len(weights)} tensors")
+    return 0
+
+
+def _draw(args: argparse.Namespace) -> int:
+    d = _load(args.file)
+    try:
+        fmt = draw(d, args.output, args.format, args.equation)
+    except GraphvizNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({fmt})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("glue", help="glue two diagrams along a common part into one",
+                       description="Glue SECOND onto FIRST along the parts named in the --along file "
+                                   '({"objects": {"X": "X"}, "arrows": {"backbone": "backbone"}}, names of FIRST '
+                                   "to names of SECOND, or a list of shared names); other parts stay apart, clashing "
+                                   "names of SECOND get a prefix. Without --along: the disjoint union.")
+    p.add_argument("first", metavar="FIRST")
+    p.add_argument("second", metavar="SECOND")
+    p.add_argument("--along", metavar="ALONG.json", help="the common part (default: nothing shared)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.json")
+    p.add_argument("--prefix", help="namespace for SECOND's clashing names (default: its name, else 'right')")
+    p.add_argument("--name", help="name of the glued diagram")
+    p.add_argument("--weights", nargs=2, metavar=("FIRST.safetensors", "SECOND.safetensors"),
+                   help="also write both sides' weights under the glued names (FIRST's win for shared arrows)")
+    p.add_argument("--weights-out", metavar="OUT.safetensors", help="where (default: OUT with .safetensors)")
+    p.set_defaults(func=_glue)
+
+    p = sub.add_parser("draw", help="draw a diagram (SVG, PNG, DOT or Mermaid)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output file; the format follows the suffix: .svg .png .dot .gv .mmd")
+    p.add_argument("--format", choices=["svg", "png", "dot", "mermaid"], help="override the format")
+    p.add_argument("--equation", metavar="N|NAME",
+                   help="highlight one equation, by number (0-based, as `dlearn show` lists them) or name")
+    p.set_defaults(func=_draw)
