@@ -99,7 +99,8 @@ class Highlight:
             return None
         params = ", ".join(f"{k}={v:g}" for k, v in eq.distance.params.items())
         weight = "" if eq.weight == 1 else f"{eq.weight:g} · "
-        caption = (f"{eq.name}:  {weight}{eq.distance.name}({params})  "
+        distance = eq.distance.name + (f"({params})" if params else "")
+        caption = (f"{eq.name}:  {weight}{distance}  "
                    f"lhs {eq.lhs} (red)  rhs {eq.rhs} (green)")
         return cls(frozenset(eq.lhs.arrows()), frozenset(eq.rhs.arrows()), eq.object, caption)
 
