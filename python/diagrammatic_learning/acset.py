@@ -107,6 +107,7 @@ class _Reader:
             if row.get("_id") != i + 1:
                 self.problems.append(Problem("bad-value", pointer(ob, i, "_id"),
                                              f"row {i + 1} of {ob!r} must have _id {i + 1}, got {row.get('_id')!r}"))
+                good.append({})  # keep the numbering: later rows still point at this one by position
                 continue
             missing = [c for c in COLUMNS[ob] if c not in row]
             for c in missing:
@@ -164,6 +165,8 @@ def from_acset_json(acset: Mapping[str, Any] | str) -> Diagram:
     r = _Reader(acset)
     V, E = r.table("V"), r.table("E")
     eq_rows, header_rows = r.table("Equation", required=False), r.table("Diagram")
+    if r.problems and not V:
+        raise DiagramError(r.problems)  # without vertices every edge would be reported too
     for t in ATTRTYPES:
         if acset.get(t, []) != []:
             r.problems.append(Problem("bad-value", pointer(t), "attribute variables are not supported"))
