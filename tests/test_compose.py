@@ -6,6 +6,7 @@ compose.py's docstring and SPEC §5–6, not produced by the code under test.
 
 import argparse
 import json
+import os
 
 import numpy as np
 import pytest
@@ -404,6 +405,9 @@ def test_cli_glue_writes_the_glued_file_and_weights(tmp_path):
     assert run_cli("glue", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--along", str(tmp_path / "along.json"),
                    "-o", str(out), "--weights", str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")) == 0
     assert out.read_text() == dumps(load(multitask_by_hand()))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # written atomically, yet not private
     merged = read_safetensors(tmp_path / "c.safetensors")
     assert set(merged) == set(parameter_shapes(load(out)))
     np.testing.assert_array_equal(merged["head2.layers.0.bias"], w2["head2.layers.0.bias"])
