@@ -7,6 +7,7 @@ compose.py's docstring and SPEC §5–6, not produced by the code under test.
 import argparse
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -427,3 +428,30 @@ def test_cli_glue_errors_name_the_file_and_write_nothing(tmp_path):
     assert run_cli("glue", str(tmp_path / "a.json"), str(tmp_path / "bad.json"), "-o", str(out)) == 1
     assert all(p.pointer.startswith(f"{tmp_path / 'bad.json'}#/arrows/0") for p in run_cli.error.problems)
     assert not out.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# ----------------------------------------------------------------------------- the shipped example
+
+
+MULTITASK = Path(__file__).resolve().parent.parent / "examples" / "multitask.json"
+
+
+@pytest.mark.skipif(not MULTITASK.exists(), reason="examples/multitask.json is not in this checkout")
+def test_multitask_example_cut_into_tasks_and_glued_back():
+    whole = load(MULTITASK)
+    heads = [o for o in whole.objects if whole.objects[o].kind == "categorical"]
+    parts = [restrict(whole, [h]) for h in heads]
+    glued = parts[0]
+    for part in parts[1:]:
+        shared = [n for n in [*part.objects, *part.arrows] if n in glued.objects or n in glued.arrows]
+        glued = glue(glued, part, shared)
+    assert list(glued.objects) == list(whole.objects)
+    assert sorted(glued.arrows) == sorted(whole.arrows)
+    assert [(e.name, e.distance, e.weight) for e in equations(glued)] == \
+           [(e.name, e.distance, e.weight) for e in equations(whole)]
+    if evaluate is not None:
+        rng = np.random.default_rng(7)
+        w = {k: rng.normal(size=s) for k, s in parameter_shapes(whole).items()}
+        b = {"image": rng.normal(size=(9, 64)), "parity": rng.integers(0, 2, 9), "big": rng.integers(0, 2, 9),
+             "few_image": rng.normal(size=(4, 64)), "few_label": rng.integers(0, 10, 4)}
+        assert evaluate(glued, w, b).total == pytest.approx(evaluate(whole, w, b).total, rel=1e-12)
