@@ -208,7 +208,7 @@ def to_mermaid(d: Diagram, equation: int | str | Equation | None = None) -> str:
     lines = ["flowchart LR"]
     if d.name or hl:
         title = (d.name or "") + (f" — {hl.caption}" if hl else "")
-        lines.insert(0, f"%% {title}")
+        lines.insert(0, "%% " + " ".join(title.split()))  # a comment is one line
     for obj in d.objects.values():
         open_, close = _MERMAID_SHAPE[obj.kind]
         lines.append(f"  o_{obj.name}{open_}{_mermaid_text(obj.name + chr(10) + object_label(obj))}{close}")
