@@ -8,7 +8,7 @@
 """
 
 from .architecture import ArchitectureModule, build_module
-from .compiled import CompiledDiagram, Evaluation, compile
+from .compiler import CompiledDiagram, Evaluation, compile
 from .training import History, fit, mean_losses
 from .weights import load_arrow_module
 

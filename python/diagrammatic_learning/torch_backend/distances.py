@@ -54,49 +54,53 @@ def tensor_distance(distance: Distance) -> DistanceFn:
     raise ValueError(f"{name} is not a tensor distance")
 
 
-def _target_distribution(t: torch.Tensor, encoding: str, temperature: float = 1.0) -> torch.Tensor:
-    """q from the rhs value by its encoding (probabilities or logits; index is handled by the callers)."""
+def _rows(classes: int, positions: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Categorical values as one row of C entries per position: ``[B·m, C]`` (free when S is empty)."""
+    if positions:
+        return lambda v: v.reshape(-1, classes)
+    return lambda v: v
+
+
+def _cross_entropy(classes: int, positions: tuple[int, ...], smoothing: float, encoding: str) -> DistanceFn:
+    """``(1/m) Σ −Σ_k q'_k log_softmax(p)_k``, batch mean; F.cross_entropy smooths as q' = (1 − ε)·q + ε/C."""
+    rows = _rows(classes, positions)
+    if encoding == "index":
+        if not positions and not smoothing:
+            return F.cross_entropy
+        return lambda p, t: F.cross_entropy(rows(p), t.reshape(-1), label_smoothing=smoothing)
     if encoding == "probabilities":
-        return t
-    return torch.softmax(t if temperature == 1.0 else t / temperature, dim=-1)
+        return lambda p, t: F.cross_entropy(rows(p), rows(t), label_smoothing=smoothing)
+    return lambda p, t: F.cross_entropy(rows(p), torch.softmax(rows(t), dim=-1), label_smoothing=smoothing)
 
 
-def _cross_entropy(classes: int, smoothing: float, encoding: str) -> DistanceFn:
-    if encoding == "index":
-        # F.cross_entropy's label smoothing is q' = (1 − ε)·onehot + ε/C, the spec's q'
-        return lambda p, t: F.cross_entropy(p.reshape(-1, classes), t.reshape(-1), label_smoothing=smoothing)
+def _kl_div(classes: int, positions: tuple[int, ...], temperature: float, encoding: str) -> DistanceFn:
+    """``(1/m) Σ τ² Σ_k q_k (log q_k − log_softmax(p/τ)_k)``, batch mean, with 0·log 0 = 0.
 
-    def cross_entropy(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        q = _target_distribution(t, encoding)
-        if smoothing:
-            q = (1 - smoothing) * q + smoothing / classes
-        return -(q * torch.log_softmax(p, dim=-1)).sum(dim=-1).mean()
-    return cross_entropy
-
-
-def _kl_div(temperature: float, encoding: str) -> DistanceFn:
+    F.kl_div(input, target) sums ``target · (log target − input)`` with xlogy
+    (0·log 0 = 0); "batchmean" over rows of C entries is the mean over positions.
+    """
     scale = temperature * temperature
+    rows = _rows(classes, positions)
 
-    def log_student(p: torch.Tensor) -> torch.Tensor:
-        return torch.log_softmax(p if temperature == 1.0 else p / temperature, dim=-1)
+    def log_softmax(v: torch.Tensor) -> torch.Tensor:
+        return torch.log_softmax(rows(v) if temperature == 1.0 else rows(v) / temperature, dim=-1)
 
     if encoding == "index":
-        # q is one-hot, so Σ q log q = 0 and Σ q·log_softmax picks the indexed entry
-        return lambda p, t: -scale * log_student(p).gather(-1, t.unsqueeze(-1)).mean()
-
-    def kl_div(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        q = _target_distribution(t, encoding, temperature)
-        return scale * (torch.xlogy(q, q) - q * log_student(p)).sum(dim=-1).mean()
-    return kl_div
+        # q is one-hot: Σ q log q = 0 and Σ q·log_softmax picks the indexed entry
+        return lambda p, t: -scale * log_softmax(p).gather(-1, t.reshape(-1, 1)).mean()
+    if encoding == "probabilities":
+        return lambda p, t: scale * F.kl_div(log_softmax(p), rows(t), reduction="batchmean")
+    # logits: log q = log_softmax(t/τ), so q = exp(log q) never meets log 0
+    return lambda p, t: scale * F.kl_div(log_softmax(p), log_softmax(t), reduction="batchmean", log_target=True)
 
 
 def distance_fn(distance: Distance, obj: Object, rhs_encoding: str | None, dtype: torch.dtype) -> DistanceFn:
     """The callable ``(lhs value, rhs value) → 0-d tensor`` for one equation on ``obj``."""
     if isinstance(obj, CategoricalObject):
         if distance.name == "cross_entropy":
-            return _cross_entropy(obj.classes, float(distance.params["label_smoothing"]), rhs_encoding or "index")
+            return _cross_entropy(obj.classes, obj.shape, float(distance.params["label_smoothing"]), rhs_encoding or "index")
         if distance.name == "kl_div":
-            return _kl_div(float(distance.params["temperature"]), rhs_encoding or "index")
+            return _kl_div(obj.classes, obj.shape, float(distance.params["temperature"]), rhs_encoding or "index")
         raise ValueError(f"{distance.name} is not a categorical distance")
     fn = tensor_distance(distance)
     if getattr(obj, "dtype", "float32") == "int64":  # values are converted to the compute dtype (SPEC §7)

@@ -93,11 +93,11 @@ class Embedding(nn.Embedding):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.numel():
-            low, high = torch.aminmax(x)
+            low, high = (v.item() for v in torch.aminmax(x))
             if low < 0 or high >= self.num_embeddings:
                 raise DiagramError.one("batch-index-range", "input",
                                        f"embedding indices must lie in [0, {self.num_embeddings}), "
-                                       f"got values from {int(low)} to {int(high)}")
+                                       f"got values from {low} to {high}")
         return super().forward(x)
 
 

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io import Source
-from .compiled import CompiledDiagram, compile
+from .compiler import CompiledDiagram, compile
 
 Batch = Mapping[str, Any]
 OptimizerLike = Union[torch.optim.Optimizer, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]

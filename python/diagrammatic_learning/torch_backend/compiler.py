@@ -14,7 +14,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -23,8 +22,9 @@ from ..equations import Equation, equations
 from ..errors import DiagramError, Problem, pointer
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
-from ..tensorfiles import check_batch, check_weights
+from ..tensorfiles import check_weights
 from .architecture import build_module
+from .batch_check import BatchChecker
 from .distances import distance_fn
 from .functions import function_op
 from .plan import Plan, build_plan
@@ -32,6 +32,7 @@ from .weights import (WeightsSource, check_tensors, copy_into, model_arrow, read
                       to_tensor)
 
 Batch = Mapping[str, Any]
+DATA, FUNCTION, MODEL = 0, 1, 2  # step kinds of the compiled program
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -78,10 +79,14 @@ class CompiledDiagram(nn.ModuleDict):
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         self._frozen = {a.name for a in diagram.model_arrows() if not a.trainable}
         self._unchecked: set[str] = set()  # external arrows whose output shape the next batch checks
-        self._counts: dict[str, int] = {}
+        self._last: dict[str, Any] = {}  # what the last batch did: {"counts": ...}
+        self._plan_counts = {name: 0 for name in diagram.arrows}
+        for step in self._plan.steps:
+            self._plan_counts[step.arrow] += 1
+        self._weights = tuple(float(e.weight) for e in self._equations)
+        self._equation_names = tuple(e.name for e in self._equations)
         # every data arrow's column is checked (SPEC §8), not only those the equations read
-        self._columns = tuple(dict.fromkeys(a.column for a in diagram.arrows.values() if a.kind == "data"))
-        self._arrow_names = tuple(diagram.arrows)
+        self._check_batch = BatchChecker(diagram)
         for arrow in diagram.model_arrows():
             if arrow.architecture is not None:
                 self._modules[arrow.name] = build_module(arrow.architecture, self._dtype)
@@ -111,21 +116,35 @@ class CompiledDiagram(nn.ModuleDict):
 
     @property
     def application_counts(self) -> dict[str, int]:
-        """Arrow name → how many times it was applied in the last forward/evaluate (data arrows: columns read)."""
-        return dict(self._counts)
+        """Arrow name → how many times the last forward/evaluate applied it (data arrows: columns read).
+
+        Every step of the plan runs exactly once per batch, so these are the
+        plan's counts; empty before the first batch.
+        """
+        return dict(self._last.get("counts", {}))
 
     # -- building
 
     def _build_ops(self) -> None:
-        """The per-step functions and per-equation distances, which depend on the compute dtype."""
+        """The steps as flat tuples and the equations' distances; function ops and distances depend on the dtype.
+
+        A step is ``(DATA, column, is_float)``, ``(FUNCTION, op, args)`` or
+        ``(MODEL, step, args)``: the per-batch loop does no lookups it can avoid.
+        """
         d = self._diagram
-        self._ops: dict[str, Callable[..., torch.Tensor]] = {
-            s.arrow: function_op(d, d.arrows[s.arrow], self._dtype)  # type: ignore[arg-type]
-            for s in self._plan.steps if s.kind == "function"}
-        self._distances = [
-            (e.equation.name, e.lhs, e.rhs, float(e.equation.weight),
-             distance_fn(e.equation.distance, d.objects[e.equation.object], e.rhs_encoding, self._dtype))
-            for e in self._plan.equations]
+        program: list[tuple[int, Any, Any]] = []
+        for step in self._plan.steps:
+            if step.kind == "data":
+                program.append((DATA, step.column, step.float_column))
+            elif step.kind == "function":
+                program.append((FUNCTION, function_op(d, d.arrows[step.arrow], self._dtype), step.args))
+            else:
+                program.append((MODEL, step, step.args))
+        self._program = tuple(program)
+        self._distances = tuple(
+            (e.lhs, e.rhs, distance_fn(e.equation.distance, d.objects[e.equation.object], e.rhs_encoding,
+                                       self._dtype))
+            for e in self._plan.equations)
 
     def _bind(self, modules: Mapping[str, nn.Module]) -> None:
         """Bind external arrows (all of them must be given) and any replacements for architecture arrows."""
@@ -187,38 +206,18 @@ class CompiledDiagram(nn.ModuleDict):
 
     # -- evaluation
 
-    def _checked_batch(self, batch: Batch) -> None:
-        """SPEC §8's batch checks; index ranges are read on the CPU, so device int columns are copied."""
-        view: dict[str, Any] = {}
-        for column in self._columns:
-            if column not in batch:
-                continue
-            col = batch[column]
-            if isinstance(col, torch.Tensor):
-                col = col.detach()
-                if col.device.type != "cpu" and col.dtype == torch.int64:
-                    col = col.cpu()
-            elif not isinstance(col, np.ndarray):
-                col = np.asarray(col)
-            view[column] = col
-        check_batch(self._diagram, view)
+    def _column(self, col: Any, is_float: bool) -> torch.Tensor:
+        if isinstance(col, torch.Tensor) and col.device == self._device and (not is_float or col.dtype == self._dtype):
+            return col
+        return to_tensor(col, self._dtype if is_float else None, self._device)
 
-    def _column(self, batch: Batch, column: str, is_float: bool) -> torch.Tensor:
-        return to_tensor(batch[column], self._dtype if is_float else None, self._device)
-
-    def _apply_model(self, step: Any, args: list[torch.Tensor]) -> torch.Tensor:
-        module = self._modules[step.arrow]
-        if step.arrow in self._unchecked:
-            return self._first_external_call(step.arrow, module, args)
-        try:
-            return module(*args)
-        except DiagramError as e:
-            if e.code == "batch-index-range" and step.int_columns:
-                column = step.int_columns[0]
-                raise DiagramError.one("batch-index-range", f"batch#{column}",
-                                       f"column {column!r}, read by model {step.arrow!r}: "
-                                       f"{e.problems[0].message}") from None
-            raise
+    def _index_error(self, step: Any, error: DiagramError) -> DiagramError:
+        """An embedding's ``batch-index-range`` restated for the batch column behind it."""
+        if error.code != "batch-index-range" or not step.int_columns:
+            return error
+        column = step.int_columns[0]
+        return DiagramError.one("batch-index-range", f"batch#{column}",
+                                f"column {column!r}, read by model {step.arrow!r}: {error.problems[0].message}")
 
     def _first_external_call(self, name: str, module: nn.Module, args: list[torch.Tensor]) -> torch.Tensor:
         """Call an external module and check its output against the target object (``external-shape``)."""
@@ -244,27 +243,28 @@ class CompiledDiagram(nn.ModuleDict):
 
     def _run(self, batch: Batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Every planned term's value and every equation's unweighted distance on one batch."""
-        self._checked_batch(batch)
-        counts = dict.fromkeys(self._arrow_names, 0)
+        self._check_batch(batch)
+        modules, unchecked = self._modules, self._unchecked
         values: list[torch.Tensor] = []
-        for step in self._plan.steps:
-            counts[step.arrow] += 1
-            if step.kind == "data":
-                values.append(self._column(batch, step.column, step.float_column))  # type: ignore[arg-type]
-                continue
-            args = [values[i] for i in step.args]
-            if step.kind == "function":
-                values.append(self._ops[step.arrow](*args))
+        for kind, a, b in self._program:
+            if kind == DATA:
+                values.append(self._column(batch[a], b))
+            elif kind == FUNCTION:
+                values.append(a(*[values[i] for i in b]))
+            elif a.arrow in unchecked:
+                values.append(self._first_external_call(a.arrow, modules[a.arrow], [values[i] for i in b]))
             else:
-                values.append(self._apply_model(step, args))
-        self._counts = counts
-        distances = [fn(values[lhs], values[rhs]) for _, lhs, rhs, _, fn in self._distances]
-        return values, distances
+                try:
+                    values.append(modules[a.arrow](*[values[i] for i in b]))
+                except DiagramError as e:
+                    raise self._index_error(a, e) from None
+        self._last["counts"] = self._plan_counts
+        return values, [fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances]
 
     def _total(self, distances: list[torch.Tensor]) -> torch.Tensor:
         """Σ weightₖ · distanceₖ in equation order (SPEC §6.3); 0 without equations."""
         total: torch.Tensor | None = None
-        for (_, _, _, weight, _), d in zip(self._distances, distances):
+        for weight, d in zip(self._weights, distances):
             term = d if weight == 1.0 else weight * d
             total = term if total is None else total + term
         return torch.zeros((), dtype=self._dtype, device=self._device) if total is None else total
@@ -277,7 +277,7 @@ class CompiledDiagram(nn.ModuleDict):
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
         values, distances = self._run(batch)
         return Evaluation(self._total(distances),
-                          {name: d for (name, *_), d in zip(self._distances, distances)},
+                          dict(zip(self._equation_names, distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
 
     # -- weights
