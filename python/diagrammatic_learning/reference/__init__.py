@@ -11,6 +11,6 @@ decides.
     result.total, result.equations, result.terms
 """
 
-from .evaluate import Result, evaluate, evaluate_files
+from .evaluator import Result, evaluate, evaluate_files
 
 __all__ = ["Result", "evaluate", "evaluate_files"]
