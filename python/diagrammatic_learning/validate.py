@@ -23,10 +23,20 @@ from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    """JSON Schema counts 3.0 as an integer; SPEC §1 does not (sizes must not reach the code as floats)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_StrictValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 @lru_cache(maxsize=1)
 def _validator() -> jsonschema.protocols.Validator:
     schema = json.loads(schema_path().read_text(encoding="utf-8"))
-    return jsonschema.Draft202012Validator(schema)
+    return _StrictValidator(schema)
 
 
 _KEYWORD_CODES = {"required": "missing-key", "additionalProperties": "unknown-key", "type": "wrong-type"}
