@@ -2,7 +2,10 @@
 
     python examples/alignment.py [--epochs N]
 
-Metrics on the test split: classification accuracy of the shared head from
+The equation ``align`` (enc_top(top) = enc_bottom(bottom), mse, weight 10)
+pulls the two views of one digit together; the head's label equations keep
+the latent informative, so the alignment cannot collapse it. Metrics on the
+test split: classification accuracy of the shared head from
 either view alone, and cross-view retrieval: for each top half, is the
 nearest bottom half in the latent space (Euclidean) that of the same image,
 or at least of the same digit?

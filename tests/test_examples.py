@@ -14,8 +14,6 @@ import pytest
 
 from diagrammatic_learning.cli import main as dlearn
 
-pytest.importorskip("diagrammatic_learning.torch_backend.compiler", reason="the PyTorch compiler is not built yet")
-
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 REGIMES = ["supervised", "distillation", "multitask", "alignment", "autoencoder", "captioning"]
 
@@ -65,7 +63,8 @@ def test_distillation_trains_teacher_then_student():
     teacher, student = r["teacher"].state_dict(), r["student"].state_dict()
     for key, value in teacher.items():
         assert (student[key.replace("classifier.", "teacher.", 1)] == value).all()
-    assert len(r["student_heldout"]) == 3 and set(r["student_heldout"][0]) == set(eqs)
+    assert [epoch for epoch, _ in r["student_history"].evals] == [1, 2, 3]
+    assert set(r["student_history"].evals[0][1]) == set(eqs) | {"total"}
 
 
 def test_multitask_few_shot():
@@ -77,7 +76,7 @@ def test_multitask_few_shot():
 
 
 def test_alignment():
-    r = load_example("alignment").run(epochs=4)
+    r = load_example("alignment").run(epochs=8)
     assert_loss_went_down(r["history"])
     m, chance = r["metrics"], r["chance"]
     assert m["accuracy_from_top"] > 0.5 and m["accuracy_from_bottom"] > 0.5
@@ -86,7 +85,7 @@ def test_alignment():
 
 
 def test_autoencoder_beats_the_mean_image():
-    r = load_example("autoencoder").run(epochs=5)
+    r = load_example("autoencoder").run(epochs=10)
     assert_loss_went_down(r["history"])
     assert r["mse"] < 0.8 * r["baseline_mse"]
 

@@ -20,10 +20,6 @@ from diagrammatic_learning.torch_backend.data import (DIGITS_VIEWS, ColumnLoader
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SUPERVISED = str(EXAMPLES / "supervised.json")
 
-needs_compiler = pytest.mark.skipif(
-    not (Path(__file__).resolve().parent.parent / "python/diagrammatic_learning/torch_backend/compiler.py").exists(),
-    reason="the PyTorch compiler is not built yet")
-
 
 # ----------------------------------------------------------------------------- bundled data
 
@@ -149,7 +145,6 @@ def test_train_reports_bad_data_without_writing(tmp_path, capsys):
 # ----------------------------------------------------------------------------- training end to end
 
 
-@needs_compiler
 def test_train_writes_weights_and_reports_held_out_loss(tmp_path, capsys):
     out = tmp_path / "run" / "w.safetensors"
     assert dlearn(["train", SUPERVISED, "--data", "digits", "--epochs", "2", "--batch-size", "128",
@@ -180,7 +175,6 @@ def _epoch_losses(text: str) -> list[float]:
     return rows
 
 
-@needs_compiler
 def test_train_on_a_user_column_file(tmp_path, capsys):
     cols = digits("train")[0]
     path = tmp_path / "cols.safetensors"
@@ -191,7 +185,6 @@ def test_train_on_a_user_column_file(tmp_path, capsys):
     assert out.exists() and "held-out" not in capsys.readouterr().out
 
 
-@needs_compiler
 def test_train_rejects_a_bad_init_file(tmp_path, capsys):
     bad = tmp_path / "init.safetensors"
     save_file({"classifier.layers.0.weight": np.zeros((3, 3), dtype=np.float32)}, str(bad))
@@ -201,7 +194,6 @@ def test_train_rejects_a_bad_init_file(tmp_path, capsys):
     assert "[weights-shape]" in err and "[weights-missing-key]" in err and not out.exists()
 
 
-@needs_compiler
 def test_demo_on_tiny_settings(tmp_path, capsys):
     assert dlearn(["demo", "--out", str(tmp_path), "--teacher-epochs", "2", "--student-epochs", "2", "--quiet"]) == 0
     text = capsys.readouterr().out

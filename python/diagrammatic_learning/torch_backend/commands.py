@@ -47,19 +47,11 @@ def _loss_table(rows: Sequence[Mapping[str, float]], first_column: str, labels: 
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *body])
 
 
-def heldout_losses(model: Any, tables: list[Mapping[str, Any]]) -> dict[str, float]:
-    """Every equation's unweighted loss on whole tables (one batch), in evaluation mode, plus the weighted total."""
-    import torch
+def _heldout_losses(model: Any, tables: list[Mapping[str, Any]]) -> dict[str, float]:
+    """Every equation's unweighted loss and the total on whole tables, as one batch, in evaluation mode."""
+    from .training import mean_losses
 
-    batch = {col: values for table in tables for col, values in table.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            evaluation = model.evaluate(batch)
-    finally:
-        model.train(was_training)
-    return {"total": float(evaluation.total), **{k: float(v) for k, v in evaluation.equations.items()}}
+    return mean_losses(model, [{col: values for table in tables for col, values in table.items()}])
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -93,7 +85,7 @@ def _train(args: argparse.Namespace) -> int:
     print(_loss_table(history.epochs, "epoch", range(1, len(history.epochs) + 1)))
     print(f"trained in {time.perf_counter() - started:.1f} s")
     if args.data.partition(":")[0] == "digits":
-        test = heldout_losses(model, load_for(diagram, args.data, "test"))
+        test = _heldout_losses(model, load_for(diagram, args.data, "test"))
         print("held-out (digits test split, evaluation mode):")
         print(_loss_table([test], "split", ["test"]))
     try:
@@ -124,9 +116,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "equation"
 
 
-def plot_equation_losses(history: Any, heldout: Sequence[Mapping[str, float]], stage: str,
-                         out: Path) -> list[Path]:
-    """One PNG per equation: training loss (mean over each epoch) and held-out loss, against the epoch."""
+def plot_equation_losses(history: Any, stage: str, out: Path) -> list[Path]:
+    """One PNG per equation: training loss (mean over each epoch) and, if recorded, held-out loss, per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,8 +129,9 @@ def plot_equation_losses(history: Any, heldout: Sequence[Mapping[str, float]], s
     for i, name in enumerate(names):
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         ax.plot(epochs, [row[name] for row in history.epochs], marker="o", label="training (epoch mean)")
-        if heldout:
-            ax.plot(epochs, [row[name] for row in heldout], marker="s", label="held-out")
+        if history.evals:
+            ax.plot([e for e, _ in history.evals], [row[name] for _, row in history.evals], marker="s",
+                    label="held-out")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (unweighted)")
         ax.set_title(f"{stage}: {name}", fontsize=10)
@@ -163,8 +155,8 @@ def _demo(args: argparse.Namespace) -> int:
     result = example.run(teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                          progress=not args.quiet)
     elapsed = time.perf_counter() - started
-    plots = (plot_equation_losses(result["teacher_history"], result["teacher_heldout"], "teacher", out)
-             + plot_equation_losses(result["student_history"], result["student_heldout"], "student", out))
+    plots = (plot_equation_losses(result["teacher_history"], "teacher", out)
+             + plot_equation_losses(result["student_history"], "student", out))
     result["teacher"].save_weights(out / "teacher.safetensors")
     result["student"].save_weights(out / "student.safetensors")
     print(f"teacher held-out accuracy: {result['teacher_accuracy']:.3f}")
