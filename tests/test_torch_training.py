@@ -13,6 +13,15 @@ from diagrammatic_learning.torch_backend import History, compile, fit, mean_loss
 rng = np.random.default_rng(4)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny steps gain nothing from threads, and on a busy 2-core machine OpenMP waits make them 30× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def regression() -> Diagram:
     """Learn y = x·A plus a classification of the sign of x₀, from 64 examples."""
     d = Diagram("tiny")
