@@ -190,7 +190,8 @@ def layer_cases() -> dict[str, Case]:
     c["layer-max-pool2d"] = single_layer(
         "layer_max_pool", "Max pooling with asymmetric padding (padded with -inf) and a stride.", [2, 5, 6], [2, 3, 3],
         [layer("max_pool2d", kernel_size=[2, 3], stride=[2, 2], padding=[1, 0, 1, 1])],
-        columns={"x": lambda rng, b: f32(-2.0 + rng.standard_normal((b, 2, 5, 6)))})  # mostly negative: 0-padding would show
+        # mostly negative inputs, so that padding with 0 instead of -inf would change the maxima
+        columns={"x": lambda rng, b: f32(-2.0 + rng.standard_normal((b, 2, 5, 6)))})
     c["layer-avg-pool2d"] = single_layer(
         "layer_avg_pool", "Average pooling: zero padding counts in the divisor kh*kw.", [2, 5, 6], [2, 3, 6],
         [layer("avg_pool2d", kernel_size=[3, 3], stride=[2, 1], padding=[1, 1, 0, 2])])

@@ -133,7 +133,8 @@ def test_lstm_two_steps_by_hand():
     d = one_model([2, 1], [2, 1], [layer("lstm", input_size=1, hidden_size=1)])
     w_ih, w_hh = [0.5, -0.3, 0.8, 0.2], [0.1, 0.4, -0.6, 0.9]
     b_ih, b_hh = [0.05, 0.1, -0.2, 0.3], [-0.1, 0.2, 0.15, -0.05]
-    w = {"f.layers.0.weight_ih_l0": np.array(w_ih).reshape(4, 1), "f.layers.0.weight_hh_l0": np.array(w_hh).reshape(4, 1),
+    w = {"f.layers.0.weight_ih_l0": np.array(w_ih).reshape(4, 1),
+         "f.layers.0.weight_hh_l0": np.array(w_hh).reshape(4, 1),
          "f.layers.0.bias_ih_l0": np.array(b_ih), "f.layers.0.bias_hh_l0": np.array(b_hh)}
     xs = [1.5, -0.7]
     h = c = 0.0
