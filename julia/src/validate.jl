@@ -1,0 +1,356 @@
+# Reading and checking a diagram: the document's form (format, version, JSON Schema) and its
+# meaning (SPEC §1–7), with the same problems, codes and pointers as the Python library's
+# io.py and validate.py.
+
+"""
+    read_document(path::AbstractString) -> Any
+
+Parse a JSON file; a [`DiagramError`](@ref) `malformed-json` if it cannot be read (pointer: the
+path) or is not JSON (pointer: `""`, the message gives line and column).
+"""
+function read_document(path::AbstractString)
+    bytes = try
+        read(path)
+    catch err
+        err isa SystemError || err isa Base.IOError || rethrow()
+        throw(DiagramError("malformed-json", path, isfile(path) ? "cannot read $path" : "no such file: $path"))
+    end
+    isvalid(String, bytes) || throw(DiagramError("malformed-json", path, "cannot read $path: it is not UTF-8 text"))
+    return parse_document(String(bytes); source = path)
+end
+
+function parse_document(text::AbstractString; source::AbstractString = "the document")
+    try
+        return parse_json(text)
+    catch err
+        err isa JSONSyntaxError || rethrow()
+        throw(DiagramError("malformed-json", "", "$source: invalid JSON at line $(err.line), column $(err.column): $(err.message)"))
+    end
+end
+
+"""
+    check_document(doc)
+
+Check a parsed document's form: that it is a learning diagram, of a version this reader reads
+(1.x), and valid against the format's JSON Schema. Throws [`DiagramError`](@ref).
+"""
+function check_document(doc)
+    json_is_object(doc) || throw(DiagramError("not-a-diagram", "", "a diagram document is a JSON object"))
+    format = get(doc, "format", nothing)
+    format isa AbstractString && format == "learning-diagram" ||
+        throw(DiagramError("not-a-diagram", "/format", "\"format\" must be \"learning-diagram\", got $(repr(format))"))
+    version = get(doc, "format_version", nothing)
+    if !(version isa AbstractString) || !occursin(r"\A[0-9]+\.[0-9]+\z", version)
+        throw(DiagramError(version isa AbstractString ? "unsupported-version" : "missing-key", "/format_version",
+                           "\"format_version\" must be \"MAJOR.MINOR\", got $(repr(version))"))
+    end
+    first(split(version, '.')) == "1" ||
+        throw(DiagramError("unsupported-version", "/format_version",
+                           "format version $version is not supported; this reader reads 1.x"))
+    problems = schema_problems(doc)
+    isempty(problems) || throw(DiagramError(problems))
+    return nothing
+end
+
+"""
+    DiagramChecker
+
+Collects the problems of meaning in a schema-valid diagram (SPEC §1–7).
+"""
+struct DiagramChecker
+    d::Diagram
+    doc::AbstractDict
+    problems::Vector{Problem}
+    object_index::Dict{String,Int}  # 0-based document positions, the first of equal names
+    arrow_index::Dict{String,Int}
+end
+
+function first_positions(items)
+    index = Dict{String,Int}()
+    for (i, x) in enumerate(items)
+        haskey(index, x["name"]) || (index[x["name"]] = i - 1)
+    end
+    return index
+end
+
+DiagramChecker(d::Diagram, doc::AbstractDict) =
+    DiagramChecker(d, doc, Problem[], first_positions(doc["objects"]), first_positions(doc["arrows"]))
+
+add!(c::DiagramChecker, code, place, message) = push!(c.problems, Problem(code, place, message))
+arrow_ptr(c::DiagramChecker, name, rest...) = json_pointer("arrows", c.arrow_index[name], rest...)
+source_ptr(c::DiagramChecker, a::Arrow, k::Int) =
+    length(a.sources) > 1 ? arrow_ptr(c, a.name, "source", k) : arrow_ptr(c, a.name, "source")
+
+function check_names!(c::DiagramChecker)
+    seen = Dict{String,String}()
+    for section in ("objects", "arrows"), (i, item) in enumerate(c.doc[section])
+        place = json_pointer(section, i - 1, "name")
+        name = item["name"]
+        if haskey(seen, name)
+            add!(c, "duplicate-name", place, "the name $(repr(name)) is already used at $(seen[name])")
+        else
+            seen[name] = place
+        end
+    end
+end
+
+function check_references!(c::DiagramChecker)
+    ok = true
+    for a in c.d.arrows
+        for (k, s) in enumerate(a.sources)
+            if !has_object(c.d, s)
+                add!(c, "unknown-object", source_ptr(c, a, k - 1), "arrow $(repr(a.name)): no object named $(repr(s))")
+                ok = false
+            end
+        end
+        if !has_object(c.d, a.target)
+            add!(c, "unknown-object", arrow_ptr(c, a.name, "target"), "arrow $(repr(a.name)): no object named $(repr(a.target))")
+            ok = false
+        end
+    end
+    return ok
+end
+
+function check_structure!(c::DiagramChecker)
+    for a in c.d.arrows
+        target = object_named(c.d, a.target)
+        if target isa DataObject
+            add!(c, "arrow-into-data", arrow_ptr(c, a.name, "target"),
+                 "arrow $(repr(a.name)) targets data object $(repr(a.target)); data objects only have outgoing arrows")
+            continue
+        end
+        if a isa DataArrow
+            if length(a.sources) != 1 || !(object_named(c.d, a.sources[1]) isa DataObject)
+                kinds = join((object_kind(object_named(c.d, s)) for s in a.sources), ", ")
+                add!(c, "data-arrow-source", arrow_ptr(c, a.name, "source"),
+                     "data arrow $(repr(a.name)) must start at one data object, not at $kinds")
+            end
+            if a.encoding !== nothing && !(target isa CategoricalObject)
+                add!(c, "bad-value", arrow_ptr(c, a.name, "encoding"), "encoding is only for data arrows into categorical objects")
+            end
+            continue
+        end
+        bad = [k for (k, s) in enumerate(a.sources) if object_named(c.d, s) isa DataObject]
+        for k in bad
+            add!(c, "arrow-from-data", source_ptr(c, a, k - 1),
+                 "$(arrow_kind(a)) arrow $(repr(a.name)) leaves data object $(repr(a.sources[k])); only data arrows may")
+        end
+        isempty(bad) || continue
+        a isa FunctionArrow && check_function!(c, a)
+        a isa ModelArrow && check_model!(c, a)
+    end
+end
+
+function value_type(d::Diagram, name::AbstractString)::ValueType
+    o = object_named(d, name)
+    o isa TensorObject && return (copy(o.shape), is_float(o) ? "float" : "int64")
+    return ([o.shape; o.classes], "float")  # categorical, as logits or probabilities
+end
+
+function check_function!(c::DiagramChecker, a::FunctionArrow)
+    op, n = a.op, length(a.sources)
+    srcs = [object_named(c.d, s) for s in a.sources]
+    tgt = object_named(c.d, a.target)
+    multi = op in ("add", "concat")
+    if multi ? n < 2 : n != 1
+        add!(c, "function-arity", arrow_ptr(c, a.name, "source"),
+             "$op takes $(multi ? "two or more sources" : "one source"), got $n")
+        return
+    end
+    function want_tensor(shape, float_::Union{Nothing,Bool})
+        if !(tgt isa TensorObject)
+            add!(c, "kind-mismatch", arrow_ptr(c, a.name, "target"), "$op produces a tensor, but $(repr(tgt.name)) is $(object_kind(tgt))")
+            return
+        end
+        tgt.shape == shape || add!(c, "shape-mismatch", arrow_ptr(c, a.name, "target"),
+                                   "$op produces shape $shape, but $(repr(tgt.name)) has shape $(tgt.shape)")
+        if float_ !== nothing && is_float(tgt) != float_
+            add!(c, "dtype-mismatch", arrow_ptr(c, a.name, "target"),
+                 "$op produces $(float_ ? "float" : "int64") values, but $(repr(tgt.name)) is $(tgt.dtype)")
+        end
+    end
+    function src_tensor(k; float_::Bool = true, nonempty::Bool = false)
+        s = srcs[k]
+        if !(s isa TensorObject)
+            add!(c, "kind-mismatch", source_ptr(c, a, k - 1), "$op needs a tensor source, $(repr(s.name)) is $(object_kind(s))")
+            return nothing
+        elseif float_ && !is_float(s)
+            add!(c, "dtype-mismatch", source_ptr(c, a, k - 1), "$op needs a float source, $(repr(s.name)) is int64")
+            return nothing
+        elseif nonempty && isempty(s.shape)
+            add!(c, "shape-mismatch", source_ptr(c, a, k - 1), "$op needs at least one axis, $(repr(s.name)) is a scalar")
+            return nothing
+        end
+        return s
+    end
+    s = srcs[1]
+    if op == "identity"
+        same = (s isa TensorObject && tgt isa TensorObject && s.shape == tgt.shape && is_float(s) == is_float(tgt)) ||
+               (s isa CategoricalObject && tgt isa CategoricalObject && s.classes == tgt.classes && s.shape == tgt.shape)
+        same || add!(c, "shape-mismatch", arrow_ptr(c, a.name, "target"),
+                     "identity needs source and target of the same kind and shape: $(repr(s.name)) → $(repr(tgt.name))")
+    elseif op in ("softmax", "log_softmax")
+        if s isa CategoricalObject
+            want_tensor([s.shape; s.classes], true)
+        elseif src_tensor(1; nonempty = true) !== nothing
+            want_tensor(s.shape, true)
+        end
+    elseif op == "one_hot"
+        if s isa CategoricalObject
+            want_tensor([s.shape; s.classes], true)
+        else
+            add!(c, "kind-mismatch", source_ptr(c, a, 0), "one_hot needs a categorical source, $(repr(s.name)) is $(object_kind(s))")
+        end
+    elseif op == "flatten"
+        src_tensor(1; float_ = false) === nothing || want_tensor([prod(s.shape)], is_float(s))
+    elseif op == "reshape"
+        if src_tensor(1; float_ = false) !== nothing
+            shape = Int[json_int(x) for x in a.params["shape"]]
+            if prod(shape) != prod(s.shape)
+                add!(c, "shape-mismatch", arrow_ptr(c, a.name, "shape"), "reshape of $(s.shape) to $shape: sizes differ")
+            else
+                want_tensor(shape, is_float(s))
+            end
+        end
+    elseif op in ("scale", "normalize")
+        src_tensor(1; nonempty = op == "normalize") === nothing || want_tensor(s.shape, true)
+    elseif op in ("add", "concat")
+        sources = [src_tensor(k; nonempty = op == "concat") for k in 1:n]
+        if all(x -> x !== nothing, sources)
+            vt = try
+                combine_output(op, ValueType[(x.shape, "float") for x in sources])
+            catch err
+                err isa LayerError || rethrow()
+                add!(c, err.code, arrow_ptr(c, a.name, "source"), err.message)
+                return
+            end
+            want_tensor(vt[1], true)
+        end
+    end
+end
+
+function check_model!(c::DiagramChecker, a::ModelArrow)
+    ok = true
+    for (k, s) in enumerate(a.sources)
+        o = object_named(c.d, s)
+        if !(o isa TensorObject)
+            add!(c, "kind-mismatch", source_ptr(c, a, k - 1),
+                 "model $(repr(a.name)): sources must be tensor objects, $(repr(s)) is $(object_kind(o))")
+            ok = false
+        end
+    end
+    tgt = object_named(c.d, a.target)
+    if tgt isa TensorObject && !is_float(tgt)
+        add!(c, "dtype-mismatch", arrow_ptr(c, a.name, "target"),
+             "model $(repr(a.name)): a model produces float values, $(repr(tgt.name)) is int64")
+        ok = false
+    end
+    (ok && a.architecture !== nothing) && check_architecture!(c, a, a.architecture)
+end
+
+function check_architecture!(c::DiagramChecker, a::ModelArrow, arch::Architecture)
+    n = length(a.sources)
+    if n == 1 && (arch.combine !== nothing || arch.inputs !== nothing)
+        key = arch.combine !== nothing ? "combine" : "inputs"
+        add!(c, "function-arity", arrow_ptr(c, a.name, "architecture", key),
+             "model $(repr(a.name)) has one source: $key is only for products")
+        return
+    end
+    if n > 1 && arch.combine === nothing
+        add!(c, "missing-key", arrow_ptr(c, a.name, "architecture", "combine"),
+             "model $(repr(a.name)) has $n sources and needs a combine step")
+        return
+    end
+    if arch.inputs !== nothing && length(arch.inputs) != n
+        add!(c, "function-arity", arrow_ptr(c, a.name, "architecture", "inputs"),
+             "model $(repr(a.name)) has $n sources but $(length(arch.inputs)) input branches")
+        return
+    end
+    types = ValueType[value_type(c.d, s) for s in a.sources]
+    if arch.inputs !== nothing
+        for (k, branch) in enumerate(arch.inputs)
+            vt = check_chain!(c, a, branch, types[k], ("architecture", "inputs", k - 1))
+            vt === nothing && return
+            types[k] = vt
+        end
+    end
+    vt = types[1]
+    if n > 1
+        vt = try
+            combine_output(arch.combine, types)
+        catch err
+            err isa LayerError || rethrow()
+            add!(c, err.code, arrow_ptr(c, a.name, "architecture", "combine"), "model $(repr(a.name)): $(err.message)")
+            return
+        end
+    end
+    vt = check_chain!(c, a, arch.layers, vt, ("architecture", "layers"))
+    vt === nothing && return
+    want = value_type(c.d, a.target)
+    vt == want || add!(c, "shape-mismatch", arrow_ptr(c, a.name, "architecture", "layers"),
+                       "model $(repr(a.name)) produces $(vt[2]) values of shape $(vt[1]), but target " *
+                       "$(repr(a.target)) needs $(want[2]) values of shape $(want[1])")
+end
+
+function check_chain!(c::DiagramChecker, a::ModelArrow, layers::Vector{Layer}, vt::ValueType, place::Tuple)
+    for (i, layer) in enumerate(layers)
+        try
+            vt = layer_output(layer, vt)
+        catch err
+            err isa LayerError || rethrow()
+            add!(c, err.code, arrow_ptr(c, a.name, place..., i - 1), "model $(repr(a.name)), layer $(i - 1) ($(layer.type)): $(err.message)")
+            return nothing
+        end
+    end
+    return vt
+end
+
+function check_distances!(c::DiagramChecker)
+    for o in c.d.objects
+        distance = object_distance_field(o)
+        distance === nothing && continue
+        for (code, message) in distance_problems(o, full_distance(distance))
+            add!(c, code, json_pointer("objects", c.object_index[o.name], "distance"), message)
+        end
+    end
+end
+
+"""
+    check_diagram(d::Diagram, doc)
+
+Check the meaning of a schema-valid diagram (SPEC §1–7) read from `doc`; throws a
+[`DiagramError`](@ref) with every problem found, then any problem of its equations.
+"""
+function check_diagram(d::Diagram, doc::AbstractDict)
+    c = DiagramChecker(d, doc)
+    check_names!(c)
+    check_references!(c) && check_structure!(c)
+    check_distances!(c)
+    isempty(c.problems) || throw(DiagramError(c.problems))
+    diagram_equations(d)
+    return nothing
+end
+
+"""
+    load_diagram(path::AbstractString) -> Diagram
+    load_diagram(doc::AbstractDict) -> Diagram
+
+Read a diagram file (or a parsed document) and check it completely: form, meaning and equations.
+Throws a [`DiagramError`](@ref) listing every problem, with the codes and pointers of SPEC §10.
+"""
+load_diagram(path::AbstractString) = diagram_from_document(read_document(path))
+load_diagram(doc::AbstractDict) = diagram_from_document(doc isa JSONObject ? doc : parse_json(json_text(doc)))
+
+"""
+    parse_diagram(text::AbstractString) -> Diagram
+
+A diagram from JSON text, checked like [`load_diagram`](@ref).
+"""
+parse_diagram(text::AbstractString) = diagram_from_document(parse_document(text))
+
+function diagram_from_document(doc)
+    check_document(doc)
+    d = diagram_from_json(doc)
+    check_diagram(d, doc)
+    return d
+end
