@@ -130,7 +130,7 @@ def evaluate(diagram: Source, weights: Arrays, batch: Arrays,
     ``DiagramError``. ``externals`` binds external model arrows to NumPy
     functions taking one batch per source.
     """
-    d = diagram if isinstance(diagram, Diagram) else load(diagram)
+    d = load(diagram)  # validates a Diagram built in code too
     eqs = equations(d)
     weight_arrays, weights_source = _arrays(weights, "weights")
     check_weights(d, weight_arrays, weights_source)
