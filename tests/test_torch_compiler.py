@@ -203,6 +203,24 @@ def test_torch_tensor_batches_with_autograd_are_accepted():
     assert x.grad is not None and x.grad.abs().sum() > 0
 
 
+def test_numpy_columns_of_any_layout_are_accepted():
+    m = compile(shared_backbone(), dtype=F64)
+    b = batch()
+    x = np.asfortranarray(b["x"].astype(np.float64))[::-1]
+    x.flags.writeable = False
+    reversed_batch = {"x": x, "y": b["y"][::-1]}
+    expected = m({"x": np.ascontiguousarray(x), "y": np.ascontiguousarray(b["y"][::-1])})
+    assert m(reversed_batch).item() == expected.item()
+
+
+def test_a_compiled_diagram_can_be_deep_copied():
+    import copy
+    m = compile(shared_backbone())
+    twin = copy.deepcopy(m)
+    b = batch()
+    assert twin(b).item() == m(b).item() and twin["head"] is not m["head"]
+
+
 # ----------------------------------------------------------------------------- batches
 
 

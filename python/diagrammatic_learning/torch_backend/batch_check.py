@@ -61,6 +61,9 @@ class BatchChecker:
     def __init__(self, diagram: Diagram):
         self.diagram = diagram
         self.columns = _columns(diagram)
+        # the hot loop reads plain tuples: (column, data object, per-example shape, allowed dtypes, classes)
+        self._rules = tuple((c.name, c.data_object, c.per_example, _INT64 if c.integer else _FLOATS, c.classes)
+                            for c in self.columns)
 
     def __call__(self, batch: Mapping[str, Any]) -> None:
         if not self._fine(batch):
@@ -68,16 +71,14 @@ class BatchChecker:
 
     def _fine(self, batch: Mapping[str, Any]) -> bool:
         sizes: dict[str, int] = {}
-        for c in self.columns:
-            col = batch.get(c.name)
-            if not isinstance(col, (torch.Tensor, np.ndarray)):
-                return False
-            if not ((col.dtype in _INT64) if c.integer else (col.dtype in _FLOATS)):
+        for name, data_object, per_example, dtypes, classes in self._rules:
+            col = batch.get(name)
+            if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes:
                 return False
             shape = col.shape
-            if not shape or shape[1:] != c.per_example or sizes.setdefault(c.data_object, shape[0]) != shape[0]:
+            if not shape or shape[1:] != per_example or sizes.setdefault(data_object, shape[0]) != shape[0]:
                 return False
-            if c.classes is not None and not _in_range(col, c.classes):  # int64, so never requires grad
+            if classes is not None and not _in_range(col, classes):  # int64, so never requires grad
                 return False
         return True
 

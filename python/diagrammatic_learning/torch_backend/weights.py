@@ -38,8 +38,8 @@ def to_tensor(value: Any, dtype: torch.dtype | None = None, device: torch.device
     """A NumPy array or tensor as a tensor on ``device`` (``dtype`` None keeps its dtype)."""
     if not isinstance(value, torch.Tensor):
         array = np.asarray(value)
-        if not array.flags.writeable:  # torch warns on read-only memory; copy instead
-            array = array.copy()
+        if not array.flags.writeable or any(s < 0 for s in array.strides):
+            array = array.copy()  # torch warns on read-only memory and refuses negative strides
         value = torch.from_numpy(array)
     return value.to(device=device, dtype=dtype)
 
