@@ -308,7 +308,7 @@ def test_an_architecture_arrow_can_be_given_a_module_with_the_same_parameters():
     probe = nn.Sequential(nn.Linear(4, 3))  # keys 0.weight, 0.bias: not layers.0.*
     with pytest.raises(DiagramError) as e:
         compile(external_diagram(), modules={"net": nn.Linear(4, 3), "probe": probe})
-    assert e.value.code == "weights-missing-key" and e.value.pointer == "modules#probe#layers.0.weight"
+    assert e.value.code == "weights-missing-key" and e.value.pointer == "modules#probe.layers.0.weight"
     holder = nn.Module()
     holder.layers = probe
     m = compile(external_diagram(), modules={"net": nn.Linear(4, 3), "probe": holder})

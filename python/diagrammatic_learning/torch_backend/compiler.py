@@ -173,8 +173,9 @@ class CompiledDiagram(nn.ModuleDict):
             raise DiagramError.one("bad-value", f"{where}#{name}",
                                    f"the module for {name!r} must be a torch.nn.Module, got {type(module).__name__}")
         if arrow.architecture is not None:
+            # keys named canonically (modules#probe.layers.0.weight), as in a weights file
             problems = check_tensors(architecture_parameter_shapes(arrow.architecture),
-                                     module.state_dict(), f"{where}#{name}")
+                                     {f"{name}.{k}": v for k, v in module.state_dict().items()}, where, f"{name}.")
             if problems:
                 raise DiagramError(problems)
         return arrow
@@ -319,7 +320,7 @@ class CompiledDiagram(nn.ModuleDict):
         """Swap model arrow ``name``'s module in place and return ``self``.
 
         An architecture arrow's replacement must have the same parameter names
-        and shapes (weights codes, naming ``replace#name``); an external one
+        and shapes (weights codes, naming ``replace#name.layers.0.weight``); an external one
         any module, whose output is checked on the next batch. It is moved to
         this diagram's dtype and device and keeps the arrow's frozen state.
         Optimizers built before hold the old parameters.

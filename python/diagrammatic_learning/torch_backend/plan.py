@@ -39,6 +39,8 @@ class EquationStep:
 
 @dataclass(frozen=True)
 class Plan:
+    """The steps in evaluation order (children before parents) and the equations in canonical order."""
+
     steps: tuple[Step, ...]
     equations: tuple[EquationStep, ...]
 

@@ -16,7 +16,7 @@ from ..diagram import Architecture, Diagram, ModelArrow
 from ..errors import DiagramError, Problem, pointer
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
-from ..tensorfiles import FLOAT_DTYPES, read_safetensors, write_safetensors
+from ..tensorfiles import FLOAT_DTYPES, check_weights, read_safetensors, write_safetensors
 from .architecture import build_module
 
 WeightsSource = Union[str, os.PathLike, Mapping[str, Any]]
@@ -115,7 +115,6 @@ def load_arrow_module(diagram: Source, arrow_name: str, weights_path: str | os.P
     source = str(weights_path)
     prefix = f"{arrow_name}."
     if any(k.startswith(prefix) for k in tensors):
-        from ..tensorfiles import check_weights
         check_weights(d, tensors, source)
     else:
         prefix = ""
