@@ -455,3 +455,64 @@ def test_multitask_example_cut_into_tasks_and_glued_back():
         b = {"image": rng.normal(size=(9, 64)), "parity": rng.integers(0, 2, 9), "big": rng.integers(0, 2, 9),
              "few_image": rng.normal(size=(4, 64)), "few_label": rng.integers(0, 10, 4)}
         assert evaluate(glued, w, b).total == pytest.approx(evaluate(whole, w, b).total, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- the Julia twin (no Julia here)
+
+
+JULIA_SRC = Path(__file__).resolve().parent.parent / "julia" / "src"
+# Julia Base functions compose.jl calls, and the local names it binds to functions.
+JULIA_BASE = {"Dict", "Set", "String", "Symbol", "all", "append!", "collect", "copy", "count", "eachindex",
+              "enumerate", "findfirst", "first", "get", "getfield", "haskey", "isempty", "join", "keys", "length",
+              "max", "maximum", "merge", "merge!", "min", "occursin", "prevind", "push!", "replace", "repr", "sort",
+              "something", "startswith", "string", "throw", "union!", "unique", "values", "vcat"}
+JULIA_LOCALS = {"place", "has", "named", "mismatch"}
+
+
+def julia_tree(path: Path):
+    tree_sitter = pytest.importorskip("tree_sitter")
+    tree_sitter_julia = pytest.importorskip("tree_sitter_julia")
+    parser = tree_sitter.Parser(tree_sitter.Language(tree_sitter_julia.language()))
+    return parser.parse(path.read_bytes())
+
+
+def julia_nodes(node):
+    yield node
+    for child in node.children:
+        yield from julia_nodes(child)
+
+
+def julia_definitions(root) -> set[str]:
+    """Names a Julia file defines: functions (long and short form), structs and constants."""
+    names = set()
+    for n in julia_nodes(root):
+        head = None
+        if n.type == "function_definition":
+            head = n.children[1]
+        elif n.type == "assignment" and n.children[0].type in ("call_expression", "where_expression"):
+            head = n.children[0]
+        elif n.type == "struct_definition":
+            head = n.children[1] if n.children[0].type == "struct" else n.children[2]
+        elif n.type == "const_statement":
+            head = n.children[1].children[0] if n.children[1].children else None
+        while head is not None and head.type not in ("identifier",):
+            head = head.children[0] if head.children else None
+        if head is not None:
+            names.add(head.text.decode())
+    return names
+
+
+def test_julia_compose_parses_and_calls_only_what_exists():
+    path = JULIA_SRC / "compose.jl"
+    root = julia_tree(path).root_node
+    bad = [n for n in julia_nodes(root) if n.type == "ERROR" or n.is_missing]
+    assert not bad, f"syntax errors in compose.jl at {[n.start_point for n in bad]}"
+    defined = set()
+    for other in JULIA_SRC.glob("*.jl"):
+        defined |= julia_definitions(julia_tree(other).root_node)
+    called = {n.children[0].text.decode() for n in julia_nodes(root)
+              if n.type == "call_expression" and n.children[0].type == "identifier"}
+    assert sorted(called - defined - JULIA_BASE - JULIA_LOCALS) == []
+    # The operations the Python library has are all there.
+    assert {"glue", "gluing", "disjoint_union", "rename_diagram", "namespace_diagram", "restrict_diagram",
+            "replace_model", "rename_weights", "parse_along"} <= julia_definitions(root)
