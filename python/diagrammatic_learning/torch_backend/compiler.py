@@ -350,6 +350,10 @@ def compile(diagram: Source, weights: WeightsSource | None = None, modules: Mapp
     external modules are moved to ``dtype`` and ``device`` in place.
     """
     d = load(diagram)
+    if weights is not None:  # checked before any module is built: a bad file costs no allocation
+        tensors, where = read_weights(weights)
+        check_weights(d, tensors, where)
+        weights = tensors
     m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device)
     if weights is not None:
         m.load_weights(weights)
