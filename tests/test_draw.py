@@ -91,6 +91,8 @@ def test_mermaid_has_every_part(name, d):
         assert f'"{a.name} ' in text or f'"{a.name}"' in text
     links = [line for line in lines if re.match(r"  \S+ (-\.->|-->|==>|---\|)", line)]
     styles = [line for line in lines if line.startswith("  linkStyle ")]
+    # Mermaid reads "#abc;" as an HTML entity, so style properties are separated by commas, never ";".
+    assert not [line for line in lines if line.lstrip().startswith(("linkStyle", "style", "classDef")) and ";" in line]
     assert len(links) == len(styles) == sum(len(a.sources) + (len(a.sources) > 1) for a in d.arrows.values())
     assert '"' not in "".join(re.findall(r'"([^"]*)"', text)).replace("#quot;", "")  # quotes are escaped
 

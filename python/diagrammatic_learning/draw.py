@@ -215,10 +215,10 @@ def to_mermaid(d: Diagram, equation: int | str | Equation | None = None) -> str:
     links: list[str] = []  # one style per link, in link order: Mermaid numbers links as they appear
     for arrow in d.arrows.values():
         style = arrow_style(arrow)
-        stroke = _MERMAID_STROKE[style] + (";stroke-width:3px" if style in ("trainable", "frozen") else "")
+        stroke = _MERMAID_STROKE[style] + (",stroke-width:3px" if style in ("trainable", "frozen") else "")
         if hl is not None:
             color = hl.color(arrow.name)
-            stroke = f"stroke:{color.split(':')[0]};stroke-width:3px" if color else f"stroke:{FADED}"
+            stroke = f"stroke:{color.split(':')[0]},stroke-width:3px" if color else f"stroke:{FADED}"
         label = _mermaid_text(arrow_label(arrow))
         link = _MERMAID_LINK[style]
         if len(arrow.sources) == 1:
