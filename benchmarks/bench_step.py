@@ -54,7 +54,7 @@ def hand_multitask(m, b):
 def hand_alignment(m, b):
     z_top, z_bottom = m["enc_top"](b["top"]), m["enc_bottom"](b["bottom"])
     from_top, from_bottom = m["head"](z_top), m["head"](z_bottom)
-    return (F.mse_loss(z_top, z_bottom) + F.cross_entropy(from_top, b["label"])
+    return (10.0 * F.mse_loss(z_top, z_bottom) + F.cross_entropy(from_top, b["label"])
             + F.cross_entropy(from_bottom, b["label"]) + F.cross_entropy(from_top, F.softmax(from_bottom, -1)))
 
 
@@ -106,11 +106,37 @@ def bench(name: str, batch_size: int, repeats: int, warmup: int = 20) -> dict:
             "loss_gap": gap}
 
 
+def overhead(name: str, batch_size: int, repeats: int) -> dict:
+    """Where the compiled step's extra time goes: µs of the batch check and of the rest of the forward pass.
+
+    Forward passes without gradients, compiled and hand-written interleaved;
+    the batch check (``BatchChecker``, SPEC §8 on every batch) timed alone.
+    """
+    torch.manual_seed(0)
+    m = compile(EXAMPLES / f"{name}.json")
+    b = next(iter(ColumnLoader(digits("train"), batch_size, seed=0, drop_last=True)))
+    hand = REGIMES[name]
+    runs: dict[str, list[float]] = {"compiled": [], "hand": [], "check": []}
+    with torch.no_grad():
+        for i in range(repeats + 50):
+            for label, fn in (("compiled", lambda: m(b)), ("hand", lambda: hand(m, b)),
+                              ("check", lambda: m._check_batch(b))):
+                started = time.perf_counter()
+                fn()
+                if i >= 50:
+                    runs[label].append(time.perf_counter() - started)
+    us = {k: 1e6 * statistics.median(v) for k, v in runs.items()}
+    return {"name": name, "forward_gap_us": us["compiled"] - us["hand"], "check_us": us["check"],
+            "hand_forward_us": us["hand"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Compiled vs hand-written training step, per regime.")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--only", nargs="*", choices=list(REGIMES), help="regimes to run (default: all)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the compiled forward's extra cost: the batch check and the rest")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"batch {args.batch_size}, {args.repeats} interleaved repeats, median")
@@ -118,6 +144,12 @@ def main() -> None:
     for name in args.only or REGIMES:
         r = bench(name, args.batch_size, args.repeats)
         print(f"{r['name']:<13} {r['compiled_ms']:>11.3f} {r['hand_ms']:>8.3f} {r['ratio']:>6.3f}  {r['loss_gap']:.1e}")
+    if args.breakdown:
+        print("\nforward without gradients: the compiled pass's extra time (µs)")
+        print(f"{'regime':<13} {'hand fwd':>8} {'extra':>6} {'of which batch check':>21}")
+        for name in args.only or REGIMES:
+            r = overhead(name, args.batch_size, args.repeats)
+            print(f"{r['name']:<13} {r['hand_forward_us']:>8.1f} {r['forward_gap_us']:>6.1f} {r['check_us']:>21.1f}")
 
 
 if __name__ == "__main__":

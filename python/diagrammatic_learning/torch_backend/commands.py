@@ -116,17 +116,20 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "equation"
 
 
-def plot_equation_losses(history: Any, stage: str, out: Path) -> list[Path]:
-    """One PNG per equation: training loss (mean over each epoch) and, if recorded, held-out loss, per epoch."""
+def plot_equation_losses(history: Any, equations: Sequence[Any], stage: str, out: Path) -> list[Path]:
+    """One PNG per equation: training loss (mean over each epoch) and, if recorded, held-out loss, per epoch.
+
+    ``equations`` are the model's ``Equation``s, in the order of the history's columns.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     paths = []
-    names = [n for n in history.epochs[0] if n != "total"]
     epochs = range(1, len(history.epochs) + 1)
-    for i, name in enumerate(names):
+    for i, eq in enumerate(equations):
+        name = eq.name
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         ax.plot(epochs, [row[name] for row in history.epochs], marker="o", label="training (epoch mean)")
         if history.evals:
@@ -134,7 +137,7 @@ def plot_equation_losses(history: Any, stage: str, out: Path) -> list[Path]:
                     label="held-out")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (unweighted)")
-        ax.set_title(f"{stage}: {name}", fontsize=10)
+        ax.set_title(f"{stage}: {name}\n{eq.lhs} = {eq.rhs}, {eq.distance.name}, weight {eq.weight:g}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
@@ -155,8 +158,8 @@ def _demo(args: argparse.Namespace) -> int:
     result = example.run(teacher_epochs=args.teacher_epochs, student_epochs=args.student_epochs,
                          progress=not args.quiet)
     elapsed = time.perf_counter() - started
-    plots = (plot_equation_losses(result["teacher_history"], "teacher", out)
-             + plot_equation_losses(result["student_history"], "student", out))
+    plots = (plot_equation_losses(result["teacher_history"], result["teacher"].equations, "teacher", out)
+             + plot_equation_losses(result["student_history"], result["student"].equations, "student", out))
     result["teacher"].save_weights(out / "teacher.safetensors")
     result["student"].save_weights(out / "student.safetensors")
     print(f"teacher held-out accuracy: {result['teacher_accuracy']:.3f}")
