@@ -151,6 +151,10 @@ def test_identifying_differently_named_parts_keeps_the_first_names():
                                     "arrows": {"x": "x", "backbone": "trunk"}})
     assert dumps(g.diagram) == dumps(load(multitask_by_hand()))
     assert g.right["trunk"] == "backbone" and g.right["Pixels"] == "X"
+    t2.equation("head2( trunk(x) )", "y2", weight=2.0)
+    glued = glue(single_task(1), t2, {"objects": {"D": "D", "X": "Pixels", "H": "H"},
+                                      "arrows": {"x": "x", "backbone": "trunk"}})
+    assert [(e.lhs, e.rhs, e.weight) for e in glued.explicit] == [("head2(backbone(x))", "y2", 2.0)]
 
 
 # ----------------------------------------------------------------------------- keeping the rest apart
