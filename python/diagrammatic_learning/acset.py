@@ -27,7 +27,13 @@ The schema, ``SchLearningDiagram``:
 
 So the graph, the names and the kinds are plain columns for Catlab, and the
 rest rides along as JSON text: ``from_acset_json(to_acset_json(d))`` gives
-back ``d`` exactly.
+back ``d`` exactly. In Julia, with ``schema.json`` holding
+``acset_schema_json()`` and ``d.json`` holding ``to_acset_json(d)``::
+
+    using ACSets, JSON3
+    S = parse_json_acset_schema(BasicSchema, JSON3.read(read("schema.json", String)))
+    @acset_type LearningDiagramGraph(S, index=[:src, :tgt])
+    g = read_json_acset(LearningDiagramGraph{String,String,Int,String}, "d.json")
 """
 
 from __future__ import annotations
