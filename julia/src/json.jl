@@ -20,7 +20,10 @@ JSONObject() = JSONObject(String[], Any[], Dict{String,Int}())
 Base.length(o::JSONObject) = length(o.keys)
 Base.haskey(o::JSONObject, key::AbstractString) = haskey(o.index, key)
 Base.getindex(o::JSONObject, key::AbstractString) = o.values[o.index[key]]
-Base.get(o::JSONObject, key::AbstractString, default) = (i = get(o.index, key, 0); i == 0 ? default : o.values[i])
+function Base.get(o::JSONObject, key::AbstractString, default)
+    i = get(o.index, key, 0)
+    return i == 0 ? default : o.values[i]
+end
 Base.keys(o::JSONObject) = o.keys
 Base.iterate(o::JSONObject, i::Int = 1) = i > length(o.keys) ? nothing : (o.keys[i] => o.values[i], i + 1)
 

@@ -12,8 +12,9 @@ function read_document(path::AbstractString)
     bytes = try
         read(path)
     catch err
-        err isa SystemError || err isa Base.IOError || rethrow()
-        throw(DiagramError("malformed-json", path, isfile(path) ? "cannot read $path" : "no such file: $path"))
+        err isa InterruptException && rethrow()
+        throw(DiagramError("malformed-json", path, isfile(path) ? "cannot read $path: $(sprint(showerror, err))" :
+                                                                  "no such file: $path"))
     end
     isvalid(String, bytes) || throw(DiagramError("malformed-json", path, "cannot read $path: it is not UTF-8 text"))
     return parse_document(String(bytes); source = path)

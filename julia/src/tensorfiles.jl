@@ -1,0 +1,210 @@
+# Weights and batches (SPEC §8): reading safetensors files, checking them against a diagram with
+# the codes of the Python library's tensorfiles.py, and the layout rule of this backend.
+#
+# Layout. A safetensors tensor of logical shape [n₁, …, n_k] is row-major; this package keeps it
+# as the column-major array of shape (n_k, …, n₁) holding the same memory ("storage layout",
+# SPEC §8): a batch column [B, s₁, …, sₙ] becomes (sₙ, …, s₁, B), batch last, which is Flux's
+# convention (features × batch, WHCN images, (features, steps, batch) sequences).
+
+"""
+    storage_layout(x::AbstractArray) -> Array
+
+The column-major array with `x`'s axes reversed: from the logical (row-major, PyTorch) layout to
+this package's storage layout, and back (the map is its own inverse).
+"""
+storage_layout(x::AbstractArray) = ndims(x) <= 1 ? collect(x) : permutedims(x, ndims(x):-1:1)
+
+"""
+    logical_size(x::AbstractArray) -> Vector{Int}
+
+The logical (row-major) shape of an array held in storage layout.
+"""
+logical_size(x::AbstractArray) = reverse(collect(Int, size(x)))
+
+"""
+    dtype_name(T::Type) -> String
+
+The format's name of an element type: `"float32"`, `"float64"`, `"int64"`, else its lowercase name.
+"""
+dtype_name(::Type{Float32}) = "float32"
+dtype_name(::Type{Float64}) = "float64"
+dtype_name(::Type{Int64}) = "int64"
+dtype_name(T::Type) = lowercase(string(T))
+
+is_float_dtype(x::AbstractArray) = eltype(x) in (Float32, Float64)
+
+"""
+    read_safetensors(path, what="weights") -> Dict{String,Array}
+
+Every tensor of a safetensors file, in storage layout with its stored element type. A
+[`DiagramError`](@ref) `<what>-file` naming the file if it is missing, truncated, or its header is
+inconsistent.
+"""
+function read_safetensors(path::AbstractString, what::AbstractString = "weights")
+    isfile(path) || throw(DiagramError("$what-file", path, "cannot read $what file $path: no such file"))
+    tensors = try
+        SafeTensors.load_safetensors(path; mmap = false)
+    catch err
+        err isa InterruptException && rethrow()
+        throw(DiagramError("$what-file", path, "$path is not a readable safetensors file: $(sprint(showerror, err))"))
+    end
+    return Dict{String,Array}(String(name) => storage_layout(t) for (name, t) in tensors)
+end
+
+"""
+    write_safetensors(path, tensors::AbstractDict{String,<:AbstractArray})
+
+Write arrays held in storage layout to a safetensors file (logical layout on disk, as PyTorch
+and NumPy read it), through a temporary file and a rename: never a half-written file.
+"""
+function write_safetensors(path::AbstractString, tensors::AbstractDict{String,<:AbstractArray})
+    logical = Dict{String,Array}(k => storage_layout(v) for (k, v) in tensors)
+    atomic_write(path) do io
+        SafeTensors.serialize(io, logical)
+    end
+    return path
+end
+
+"""
+    atomic_write(f, path)
+
+Call `f(io)` on a temporary file beside `path`, then rename it to `path`; on failure nothing is left.
+"""
+function atomic_write(f, path::AbstractString)
+    folder = dirname(abspath(path))
+    tmp, io = mktemp(folder; cleanup = false)
+    try
+        f(io)
+        close(io)
+        mv(tmp, path; force = true)
+    catch
+        close(io)
+        rm(tmp; force = true)
+        rethrow()
+    end
+    return path
+end
+
+"""
+    parameter_shapes(d::Diagram) -> Vector{Pair{String,Vector{Int}}}
+
+Canonical parameter names (`"arrow.layers.0.weight"`) and logical shapes for every model arrow
+with an architecture, in canonical order (SPEC §8).
+"""
+function parameter_shapes(d::Diagram)
+    out = Pair{String,Vector{Int}}[]
+    for a in model_arrows(d)
+        a.architecture === nothing && continue
+        for (path, shape) in architecture_parameter_shapes(a.architecture)
+            push!(out, "$(a.name).$path" => shape)
+        end
+    end
+    return out
+end
+
+"""
+    check_weights(d::Diagram, tensors::AbstractDict, source="weights")
+
+Check weights (canonical name → array in storage layout) against the diagram's parameters: every
+key present, no other key, each shape and a float dtype (SPEC §8). Throws a [`DiagramError`](@ref)
+with every problem, pointers `source#key`.
+"""
+check_weights(d::Diagram, tensors::AbstractDict, source::AbstractString = "weights") =
+    check_tensors(parameter_shapes(d), tensors, source)
+
+"""
+    check_tensors(want::Vector{Pair{String,Vector{Int}}}, tensors::AbstractDict, source)
+
+Check arrays (storage layout) against wanted names and logical shapes: the checks of
+[`check_weights`](@ref) for any list of parameters, such as one architecture's.
+"""
+function check_tensors(want::Vector{Pair{String,Vector{Int}}}, tensors::AbstractDict, source::AbstractString)
+    problems = Problem[]
+    for (key, shape) in want
+        if !haskey(tensors, key)
+            push!(problems, Problem("weights-missing-key", "$source#$key", "$source has no tensor $(repr(key)) (shape $shape)"))
+            continue
+        end
+        t = tensors[key]
+        is_float_dtype(t) ||
+            push!(problems, Problem("weights-dtype", "$source#$key",
+                                    "$(repr(key)) has dtype $(dtype_name(eltype(t))); weights are float32 or float64"))
+        logical_size(t) == shape ||
+            push!(problems, Problem("weights-shape", "$source#$key",
+                                    "$(repr(key)) has shape $(logical_size(t)), the diagram needs $shape"))
+    end
+    wanted = Set(first.(want))
+    for key in sort!(collect(String, keys(tensors)))
+        key in wanted || push!(problems, Problem("weights-unexpected-key", "$source#$key",
+                                                 "$source has a tensor $(repr(key)) that is no parameter of this diagram"))
+    end
+    isempty(problems) || throw(DiagramError(problems))
+    return nothing
+end
+
+"""
+    check_batch(d::Diagram, columns::AbstractDict, source="batch") -> Dict{String,Int}
+
+Check a batch (column name → array in storage layout, batch last) against the diagram's data
+arrows (SPEC §8); returns the batch size of each data object read. Throws a
+[`DiagramError`](@ref) with every problem, pointers `source#column`.
+"""
+function check_batch(d::Diagram, columns::AbstractDict, source::AbstractString = "batch")
+    problems = Problem[]
+    sizes = Dict{String,Tuple{Int,String}}()
+    checked = Set{String}()
+    for arrow in d.arrows
+        (arrow isa DataArrow && !(arrow.column in checked)) || continue
+        place = "$source#$(arrow.column)"
+        if !haskey(columns, arrow.column)
+            push!(problems, Problem("batch-missing-column", place,
+                                    "$source has no column $(repr(arrow.column)) (read by data arrow $(repr(arrow.name)))"))
+            continue
+        end
+        push!(checked, arrow.column)
+        col = columns[arrow.column]
+        shape, dtype = logical_size(col), dtype_name(eltype(col))
+        target = object_named(d, arrow.target)
+        if target isa TensorObject
+            per, want_int = target.shape, !is_float(target)
+        elseif target isa CategoricalObject
+            want_int = something(arrow.encoding, "index") == "index"
+            per = want_int ? target.shape : [target.shape; target.classes]
+        else
+            continue
+        end
+        if isempty(shape)
+            push!(problems, Problem("batch-shape", place, "column $(repr(arrow.column)) is a scalar; columns are batch first"))
+            continue
+        end
+        if want_int && dtype != "int64"
+            push!(problems, Problem("batch-dtype", place, "column $(repr(arrow.column)) must be int64, got $dtype"))
+            continue
+        end
+        if !want_int && !is_float_dtype(col)
+            push!(problems, Problem("batch-dtype", place, "column $(repr(arrow.column)) must be float32 or float64, got $dtype"))
+            continue
+        end
+        if shape[2:end] != per
+            push!(problems, Problem("batch-shape", place, "column $(repr(arrow.column)) has shape $shape; " *
+                                                          "data arrow $(repr(arrow.name)) needs [B] + $per"))
+            continue
+        end
+        previous = get(sizes, arrow.sources[1], nothing)
+        if previous !== nothing && previous[1] != shape[1]
+            push!(problems, Problem("batch-size-mismatch", place,
+                                    "column $(repr(arrow.column)) has $(shape[1]) examples, column $(repr(previous[2])) " *
+                                    "of the same data object $(repr(arrow.sources[1])) has $(previous[1])"))
+            continue
+        end
+        haskey(sizes, arrow.sources[1]) || (sizes[arrow.sources[1]] = (shape[1], arrow.column))
+        if target isa CategoricalObject && want_int && !isempty(col)
+            low, high = extrema(col)
+            (low < 0 || high >= target.classes) &&
+                push!(problems, Problem("batch-index-range", place,
+                                        "column $(repr(arrow.column)) has class indices outside [0, $(target.classes))"))
+        end
+    end
+    isempty(problems) || throw(DiagramError(problems))
+    return Dict(k => v[1] for (k, v) in sizes)
+end
