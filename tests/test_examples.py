@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 from diagrammatic_learning.cli import main as dlearn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

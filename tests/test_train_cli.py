@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.numpy import save_file
 
 from diagrammatic_learning.cli import main as dlearn
@@ -131,6 +130,16 @@ def test_one_data_object_reading_two_tables(tmp_path):
     path.write_text(json.dumps(doc))
     e = _error("digits", str(path))
     assert e.code == "batch-size-mismatch" and e.pointer in ("digits#image", "digits#few_label")
+
+
+def test_train_refuses_a_diagram_with_nothing_to_train(tmp_path, capsys):
+    doc = json.loads(Path(SUPERVISED).read_text())
+    doc["arrows"][2]["trainable"] = False
+    path = tmp_path / "frozen.json"
+    path.write_text(json.dumps(doc))
+    assert dlearn(["train", str(path), "--data", "digits", "--weights-out", str(tmp_path / "w.safetensors")]) == 1
+    assert "nothing to train" in capsys.readouterr().err
+    assert not (tmp_path / "w.safetensors").exists()
 
 
 def test_train_reports_bad_data_without_writing(tmp_path, capsys):

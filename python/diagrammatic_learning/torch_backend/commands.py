@@ -16,7 +16,6 @@ from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 from ..equations import equations
-from ..errors import DiagramError
 from ..io import load
 from ..resources import data_path
 
@@ -59,8 +58,10 @@ def _train(args: argparse.Namespace) -> int:
 
     diagram = load(args.diagram)
     eqs = equations(diagram)
-    if not eqs:
-        raise DiagramError.one("bad-value", args.diagram, f"{args.diagram} has no equations, so nothing to train")
+    if not any(a.trainable for a in diagram.model_arrows()) or not eqs:
+        print(f"error: {args.diagram} has nothing to train: it needs a trainable model arrow and an equation",
+              file=sys.stderr)
+        return 1
     tables = load_for(diagram, args.data, "train")
     out = Path(args.weights_out or Path("runs") / Path(args.diagram).stem / "weights.safetensors")
     try:
@@ -116,10 +117,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "equation"
 
 
-def plot_equation_losses(history: Any, equations: Sequence[Any], stage: str, out: Path) -> list[Path]:
+def plot_equation_losses(history: Any, eqs: Sequence[Any], stage: str, out: Path) -> list[Path]:
     """One PNG per equation: training loss (mean over each epoch) and, if recorded, held-out loss, per epoch.
 
-    ``equations`` are the model's ``Equation``s, in the order of the history's columns.
+    ``eqs`` are the model's ``Equation``s, in the order of the history's columns.
     """
     import matplotlib
 
@@ -128,7 +129,7 @@ def plot_equation_losses(history: Any, equations: Sequence[Any], stage: str, out
 
     paths = []
     epochs = range(1, len(history.epochs) + 1)
-    for i, eq in enumerate(equations):
+    for i, eq in enumerate(eqs):
         name = eq.name
         fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
         ax.plot(epochs, [row[name] for row in history.epochs], marker="o", label="training (epoch mean)")
@@ -151,7 +152,11 @@ def plot_equation_losses(history: Any, equations: Sequence[Any], stage: str, out
 def _demo(args: argparse.Namespace) -> int:
     example = _load_example("distillation")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"error: cannot create {out}: {e}", file=sys.stderr)
+        return 1
     print("distillation on digits: training the teacher (examples/supervised.json), "
           "then the student (examples/distillation.json)")
     started = time.perf_counter()
@@ -173,7 +178,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a diagram's trainable arrows by minimising its loss. DATA is "
                                    "'digits' (scikit-learn's 8x8 digits, all derived columns), 'digits:VIEW' "
                                    "(views: image, tasks, fewshot, halves, captions), or a .safetensors or .npz "
-                                   "file whose arrays are columns (rows aligned per data object).")
+                                   "file whose arrays are columns (rows aligned per data object). On digits, training uses the "
+                                   "fixed training split and the held-out losses of the test split are printed.")
     p.add_argument("diagram", metavar="DIAGRAM")
     p.add_argument("--data", required=True, metavar="DATA")
     p.add_argument("--epochs", type=_positive_int, default=10)
