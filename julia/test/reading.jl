@@ -1,0 +1,100 @@
+# Reading: JSON exactly as Python reads it, pointers, the schema's checks, terms and equations.
+
+# A small valid diagram: data into X and Y, a linear model X → Y.
+minimal_document() = DL.parse_json("""
+{"format": "learning-diagram", "format_version": "1.0",
+ "objects": [{"name": "D", "kind": "data"},
+             {"name": "X", "kind": "tensor", "shape": [3], "dtype": "float32"},
+             {"name": "Y", "kind": "categorical", "classes": 2}],
+ "arrows": [{"name": "x", "kind": "data", "source": "D", "target": "X", "column": "x"},
+            {"name": "y", "kind": "data", "source": "D", "target": "Y", "column": "y"},
+            {"name": "f", "kind": "model", "source": "X", "target": "Y", "trainable": true,
+             "architecture": {"layers": [{"type": "linear", "in_features": 3, "out_features": 2}]}}]}
+""")
+
+function rejection(f)
+    try
+        f()
+    catch err
+        err isa DiagramError && return [(p.code, p.pointer) for p in err.problems]
+        rethrow()
+    end
+    return nothing
+end
+
+@testset "JSON as Python reads it" begin
+    @test DL.parse_json("3") === 3
+    @test DL.parse_json("-0") === 0
+    @test DL.parse_json("3.0") === 3.0
+    @test DL.parse_json("1e2") === 100.0
+    @test DL.parse_json("123456789012345678901234567890") == big"123456789012345678901234567890"
+    @test isnan(DL.parse_json("NaN"))
+    @test DL.parse_json("-Infinity") == -Inf
+    @test DL.parse_json(" [true, false, null] ") == Any[true, false, nothing]
+    @test DL.parse_json("\"a\\u00e9\\ud83d\\ude00\\n\"") == "aé😀\n"
+    o = DL.parse_json("{\"b\": 1, \"a\": 2, \"b\": 3}")
+    @test collect(keys(o)) == ["b", "a"]  # first position, last value, as a Python dict
+    @test o["b"] == 3
+    for bad in ("{} x", "[1, 2,]", "01", "1.", "+1", "\"a\nb\"", "{'a': 1}", "", "[", "tru", "\"\\x\"")
+        @test_throws DL.JSONSyntaxError DL.parse_json(bad)
+    end
+    @test DL.json_text(Dict("a" => [1, 2.5, nothing, true, "q\""])) == "{\"a\": [1, 2.5, null, true, \"q\\\"\"]}"
+    @test DL.json_text([NaN, Inf, -Inf]) == "[NaN, Infinity, -Infinity]"
+    @test DL.json_pointer("arrows", 3, "a/b~c") == "/arrows/3/a~1b~0c"
+    @test DL.json_pointer() == ""
+end
+
+@testset "form and meaning" begin
+    @test load_diagram(minimal_document()) isa Diagram
+    doc = minimal_document()
+    doc["objects"][2]["shape"] = Any[3.0]  # SPEC §1: an integer is written without a fraction
+    @test rejection(() -> load_diagram(doc)) == [("wrong-type", "/objects/1/shape/0")]
+    doc = minimal_document()
+    doc["arrows"][3]["architecture"]["layers"][1]["in_features"] = 4
+    doc["objects"][2]["dtype"] = "float16"
+    @test rejection(() -> load_diagram(doc)) == [("bad-value", "/objects/1/dtype")]  # form first, then meaning
+    doc = minimal_document()
+    doc["arrows"][3]["architecture"]["layers"][1]["in_features"] = 4
+    @test rejection(() -> load_diagram(doc)) == [("shape-mismatch", "/arrows/2/architecture/layers/0")]
+    doc = minimal_document()
+    doc["arrows"][1]["name"] = "bad-name"
+    doc["objects"][2]["x-note"] = "ignored"
+    doc["objects"][2]["colour"] = "red"
+    @test Set(rejection(() -> load_diagram(doc))) == Set([("bad-value", "/arrows/0/name"), ("unknown-key", "/objects/1/colour")])
+    @test rejection(() -> parse_diagram("{\"format\": \"onnx\"}")) == [("not-a-diagram", "/format")]
+    @test rejection(() -> parse_diagram("[1]")) == [("not-a-diagram", "")]
+    @test rejection(() -> parse_diagram("{\"format\": \"learning-diagram\", \"format_version\": \"1.0\\n\"}")) ==
+          [("unsupported-version", "/format_version")]
+    @test rejection(() -> load_diagram(joinpath(@__DIR__, "no-such-file.json"))) ==
+          [("malformed-json", joinpath(@__DIR__, "no-such-file.json"))]
+end
+
+@testset "terms" begin
+    t = parse_term("  dec ( enc(x) ,y )")
+    @test string(t) == "dec(enc(x), y)"
+    @test t == Term("dec", [Term("enc", [Term("x")]), Term("y")])
+    @test hash(t) == hash(parse_term("dec(enc(x), y)"))
+    @test [string(s) for s in subterms(t)] == ["x", "enc(x)", "y", "dec(enc(x), y)"]
+    for bad in ("f(x", "f(x))", "f(,x)", "f x", "f(x)y", "", "1f", "f(x;y)")
+        @test_throws DL.TermSyntaxError parse_term(bad)
+    end
+end
+
+@testset "terms and equations of an autoencoder with a cycle" begin
+    doc = DL.parse_json("""
+    {"format": "learning-diagram", "format_version": "1.0",
+     "objects": [{"name": "D", "kind": "data"},
+                 {"name": "X", "kind": "tensor", "shape": [4], "dtype": "float64"},
+                 {"name": "Z", "kind": "tensor", "shape": [2], "dtype": "float64"}],
+     "arrows": [{"name": "x", "kind": "data", "source": "D", "target": "X", "column": "x"},
+                {"name": "enc", "kind": "model", "source": "X", "target": "Z", "trainable": true,
+                 "architecture": {"layers": [{"type": "linear", "in_features": 4, "out_features": 2}]}},
+                {"name": "dec", "kind": "model", "source": "Z", "target": "X", "trainable": true,
+                 "architecture": {"layers": [{"type": "linear", "in_features": 2, "out_features": 4}]}}]}
+    """)
+    d = load_diagram(doc)
+    terms = Dict(name => [string(t) for (t, _) in ts] for (name, ts) in enumerate_terms(d))
+    @test terms["X"] == ["x", "dec(enc(x))"]  # no arrow twice on a path (SPEC §5.2)
+    @test terms["Z"] == ["enc(x)"]
+    @test [eq.name for eq in diagram_equations(d)] == ["dec(enc(x)) = x"]  # the constant side on the right
+end
