@@ -41,6 +41,8 @@ export CompiledDiagram, compile_diagram, Batch, load_batch, load_weights
 export diagram_loss, evaluate_diagram, Evaluation, evaluate_files, term_values
 export training_state, train_step!, canonical_weights, save_weights
 export save_flux_model, load_flux_model
+export Along, parse_along, Gluing, gluing, glue, disjoint_union, rename_diagram, namespace_diagram
+export restrict_diagram, replace_model, rename_weights, glued_weights
 
 include("errors.jl")
 include("json.jl")
@@ -61,7 +63,6 @@ include("evaluate.jl")
 include("flux_files.jl")
 include("bridge.jl")
 
-# Composition of diagrams (glueing, drawing), written separately; included when present.
-isfile(joinpath(@__DIR__, "compose.jl")) && include("compose.jl")
+include("compose.jl")  # composing diagrams: glue, union, renaming, restriction, model swaps
 
 end

@@ -180,7 +180,7 @@ function automatic_equations(d::Diagram, terms)
     eqs = Equation[]
     for (object, ts) in terms, data in data_objects(d)
         group = [(t, i) for (t, i) in ts if i.data_object == data]
-        for a in 1:length(group), b in a+1:length(group)
+        for a in eachindex(group), b in a+1:lastindex(group)
             (ta, ia), (tb, ib) = group[a], group[b]
             (ia.trainable || ib.trainable) || continue
             lhs, rhs = ia.trainable ? (ta, tb) : (tb, ta)

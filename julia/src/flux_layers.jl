@@ -126,7 +126,7 @@ function (l::TorchLSTM)(x::AbstractArray{T,3}) where {T}
     h = ignore_derivatives(() -> zeros(T, H, size(x, 3)))
     c = h
     steps = []
-    for t in 1:size(x, 2)
+    for t in axes(x, 2)
         z = l.weight_ih * x[:, t, :] .+ l.bias_ih .+ l.weight_hh * h .+ l.bias_hh
         i = exact_sigmoid.(z[1:H, :])
         f = exact_sigmoid.(z[H+1:2H, :])

@@ -16,7 +16,7 @@ end
               ["conv2d", "relu", "max_pool2d", "flatten", "linear", "tanh", "linear", "softmax"]
         conv = arch.layers[1].params
         @test conv["kernel_size"] == [3, 2] && conv["padding"] == [2, 1, 1, 0] && conv["stride"] == [2, 1]
-        @test arch.layers[7].params["bias"] == false
+        @test arch.layers[7].params["bias"] === false
         @test sort(collect(keys(weights))) == ["layers.0.bias", "layers.0.weight", "layers.4.bias", "layers.4.weight", "layers.6.weight"]
         @test size(weights["layers.4.weight"]) == (32, 5)  # storage layout of the logical [5, 32]
         rebuilt = build_model(arch, Float64; weights = weights)
