@@ -124,14 +124,16 @@ bridge_save_flux_model(path::AbstractString, model, inputs::Integer) =
     bridge_value(() -> save_flux_model(path, model; inputs = inputs))
 
 """
-    bridge_load_flux_model(path, dtype) -> (problems, (model, architecture_json, inputs))
+    bridge_load_flux_model(path, dtype) -> (problems, (model, architecture_json, inputs, dtype))
 
-[`load_flux_model`](@ref) for Python; `dtype` `""` keeps the saved element type.
+[`load_flux_model`](@ref) for Python; `dtype` `""` keeps the saved element type. The reply
+names the element type the model has (`"float32"` or `"float64"`).
 """
 function bridge_load_flux_model(path::AbstractString, dtype::AbstractString)
     return bridge_value() do
         model, arch, inputs = load_flux_model(path; dtype = isempty(dtype) ? nothing : parse_dtype(dtype))
-        (model, json_text(architecture_json(arch)), inputs)
+        T = something(stored_eltype(Flux.state(model)), Float32)
+        (model, json_text(architecture_json(arch)), inputs, dtype_name(T))
     end
 end
 
