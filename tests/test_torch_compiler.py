@@ -348,3 +348,48 @@ def test_cuda_device_with_cpu_batches():
     with pytest.raises(DiagramError) as e:
         m(b)
     assert e.value.code == "batch-index-range"
+
+
+def shared_column() -> Diagram:
+    """Column ``x`` read into X [4] by D's arrow and into Y [2] by E's arrow; column ``y`` into Y for E."""
+    d = Diagram("shared_column")
+    d.data("D")
+    d.data("E")
+    d.tensor("X", [4], "float64")
+    d.tensor("Y", [2], "float64")
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("xy", "E", "Y", "x")
+    d.data_arrow("y", "E", "Y", "y")
+    d.model("f", "X", "Y", mlp(4, 2))
+    return d
+
+
+@pytest.mark.parametrize("columns, code, where", [
+    ({"x": np.zeros((3, 4)), "y": np.zeros((3, 2))}, "batch-shape", "batch#x"),  # xy needs [B, 2]
+    ({"x": np.zeros((3, 2)), "y": np.zeros((5, 2))}, "batch-shape", "batch#x"),  # x needs [B, 4]
+    ({"x": np.zeros((0, 4)), "y": np.zeros((0, 2))}, "batch-shape", "batch#x"),  # B = 0
+])
+def test_every_data_arrow_checks_its_column_and_batches_are_not_empty(columns, code, where):
+    from diagrammatic_learning.reference import evaluate
+    from diagrammatic_learning.tensorfiles import parameter_shapes
+
+    d = shared_column()
+    weights = {k: np.zeros(s) for k, s in parameter_shapes(d).items()}
+    for run in (lambda: compile(d, dtype=F64)(columns), lambda: evaluate(d, weights, columns)):
+        with pytest.raises(DiagramError) as e:
+            run()
+        assert (e.value.code, e.value.pointer) == (code, where)
+
+
+def test_a_column_shared_by_two_data_objects_counts_for_both_batch_sizes():
+    d = Diagram("shared_size")
+    d.data("D")
+    d.data("E")
+    d.tensor("X", [2], "float64")
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("xe", "E", "X", "x")
+    d.data_arrow("ye", "E", "X", "y")
+    d.model("f", "X", "X", mlp(2, 2))
+    with pytest.raises(DiagramError) as e:
+        compile(d)({"x": np.zeros((3, 2)), "y": np.zeros((5, 2))})
+    assert (e.value.code, e.value.pointer) == ("batch-size-mismatch", "batch#y")

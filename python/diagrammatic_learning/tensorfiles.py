@@ -92,59 +92,67 @@ def load_weights(diagram: Diagram, path: str | os.PathLike) -> dict[str, np.ndar
 def check_batch(diagram: Diagram, batch: Mapping[str, Any], source: str = "batch") -> dict[str, int]:
     """Check a batch (column → array, batch first) against the diagram's data arrows (SPEC §8).
 
+    Every data arrow checks the column it reads: two arrows may read one column into different
+    objects or for different data objects, and each has its own rules. A column gets at most one
+    problem, from the first data arrow (in declaration order) that it fails.
+
     Returns the batch size of each data object that has data arrows.
     """
     problems: list[Problem] = []
     sizes: dict[str, tuple[int, str]] = {}
-    checked: set[str] = set()
+    failed: set[str] = set()
     for arrow in diagram.arrows.values():
-        if not isinstance(arrow, DataArrow) or arrow.column in checked:
+        if not isinstance(arrow, DataArrow) or arrow.column in failed:
             continue
-        where = f"{source}#{arrow.column}"
-        if arrow.column not in batch:
-            problems.append(Problem("batch-missing-column", where,
-                                    f"{source} has no column {arrow.column!r} (read by data arrow {arrow.name!r})"))
-            continue
-        checked.add(arrow.column)
-        col = batch[arrow.column]
-        shape, dtype = tuple(col.shape), _dtype_name(col)
-        target = diagram.objects[arrow.target]
-        if isinstance(target, TensorObject):
-            per, want_int = target.shape, not target.is_float
-        elif isinstance(target, CategoricalObject):
-            want_int = (arrow.encoding or "index") == "index"
-            per = target.shape if want_int else target.shape + (target.classes,)
-        else:
-            continue
-        if not shape:
-            problems.append(Problem("batch-shape", where, f"column {arrow.column!r} is a scalar; columns are batch first"))
-            continue
-        if want_int and dtype != "int64":
-            problems.append(Problem("batch-dtype", where, f"column {arrow.column!r} must be int64, got {dtype}"))
-            continue
-        if not want_int and dtype not in FLOAT_DTYPES:
-            problems.append(Problem("batch-dtype", where,
-                                    f"column {arrow.column!r} must be float32 or float64, got {dtype}"))
-            continue
-        if shape[1:] != per:
-            problems.append(Problem("batch-shape", where, f"column {arrow.column!r} has shape {list(shape)}; "
-                                                          f"data arrow {arrow.name!r} needs [B] + {list(per)}"))
-            continue
-        prev = sizes.get(arrow.source)
-        if prev is not None and prev[0] != shape[0]:
-            problems.append(Problem("batch-size-mismatch", where,
-                                    f"column {arrow.column!r} has {shape[0]} examples, column {prev[1]!r} of the "
-                                    f"same data object {arrow.source!r} has {prev[0]}"))
-            continue
-        sizes.setdefault(arrow.source, (shape[0], arrow.column))
-        if isinstance(target, CategoricalObject) and want_int:
-            values = np.asarray(col)
-            if values.size and (values.min() < 0 or values.max() >= target.classes):
-                problems.append(Problem("batch-index-range", where,
-                                        f"column {arrow.column!r} has class indices outside [0, {target.classes})"))
+        problem = _column_problem(diagram, arrow, batch, source, sizes)
+        if problem is not None:
+            problems.append(problem)
+            failed.add(arrow.column)
     if problems:
         raise DiagramError(problems)
     return {k: v[0] for k, v in sizes.items()}
+
+
+def _column_problem(diagram: Diagram, arrow: DataArrow, batch: Mapping[str, Any], source: str,
+                    sizes: dict[str, tuple[int, str]]) -> Problem | None:
+    """What is wrong with the column ``arrow`` reads, or None; records its data object's batch size."""
+    where = f"{source}#{arrow.column}"
+    if arrow.column not in batch:
+        return Problem("batch-missing-column", where,
+                       f"{source} has no column {arrow.column!r} (read by data arrow {arrow.name!r})")
+    col = batch[arrow.column]
+    shape, dtype = tuple(col.shape), _dtype_name(col)
+    target = diagram.objects[arrow.target]
+    if isinstance(target, TensorObject):
+        per, want_int = target.shape, not target.is_float
+    elif isinstance(target, CategoricalObject):
+        want_int = (arrow.encoding or "index") == "index"
+        per = target.shape if want_int else target.shape + (target.classes,)
+    else:
+        return None
+    if not shape:
+        return Problem("batch-shape", where, f"column {arrow.column!r} is a scalar; columns are batch first")
+    if shape[0] == 0:
+        return Problem("batch-shape", where, f"column {arrow.column!r} has no examples; a batch has B ≥ 1")
+    if want_int and dtype != "int64":
+        return Problem("batch-dtype", where, f"column {arrow.column!r} must be int64, got {dtype}")
+    if not want_int and dtype not in FLOAT_DTYPES:
+        return Problem("batch-dtype", where, f"column {arrow.column!r} must be float32 or float64, got {dtype}")
+    if shape[1:] != per:
+        return Problem("batch-shape", where, f"column {arrow.column!r} has shape {list(shape)}; "
+                                             f"data arrow {arrow.name!r} needs [B] + {list(per)}")
+    prev = sizes.get(arrow.source)
+    if prev is not None and prev[0] != shape[0]:
+        return Problem("batch-size-mismatch", where,
+                       f"column {arrow.column!r} has {shape[0]} examples, column {prev[1]!r} of the "
+                       f"same data object {arrow.source!r} has {prev[0]}")
+    sizes.setdefault(arrow.source, (shape[0], arrow.column))
+    if isinstance(target, CategoricalObject) and want_int:
+        values = np.asarray(col)
+        if values.size and (values.min() < 0 or values.max() >= target.classes):
+            return Problem("batch-index-range", where,
+                           f"column {arrow.column!r} has class indices outside [0, {target.classes})")
+    return None
 
 
 def load_batch(diagram: Diagram, path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -31,19 +31,19 @@ class _Column:
 
 
 def _columns(diagram: Diagram) -> tuple[_Column, ...]:
-    """What each column must be, from the first data arrow reading it (as ``check_batch`` does)."""
-    out: dict[str, _Column] = {}
+    """What each data arrow needs of its column (as ``check_batch`` does; one rule per distinct need)."""
+    out: dict[_Column, None] = {}
     for arrow in diagram.arrows.values():
-        if not isinstance(arrow, DataArrow) or arrow.column in out:
+        if not isinstance(arrow, DataArrow):
             continue
         target = diagram.objects[arrow.target]
         if isinstance(target, TensorObject):
-            out[arrow.column] = _Column(arrow.column, arrow.source, target.shape, not target.is_float, None)
+            out[_Column(arrow.column, arrow.source, target.shape, not target.is_float, None)] = None
         elif isinstance(target, CategoricalObject):
             index = (arrow.encoding or "index") == "index"
             per = target.shape if index else target.shape + (target.classes,)
-            out[arrow.column] = _Column(arrow.column, arrow.source, per, index, target.classes if index else None)
-    return tuple(out.values())
+            out[_Column(arrow.column, arrow.source, per, index, target.classes if index else None)] = None
+    return tuple(out)
 
 
 def _in_range(col: Any, classes: int) -> bool:
@@ -76,7 +76,8 @@ class BatchChecker:
             if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes:
                 return False
             shape = col.shape
-            if not shape or shape[1:] != per_example or sizes.setdefault(data_object, shape[0]) != shape[0]:
+            if not shape or not shape[0] or shape[1:] != per_example \
+                    or sizes.setdefault(data_object, shape[0]) != shape[0]:
                 return False
             if classes is not None and not _in_range(col, classes):  # int64, so never requires grad
                 return False
@@ -86,7 +87,7 @@ class BatchChecker:
         """The read columns as ``check_batch`` can take them: arrays, or CPU tensors without autograd."""
         view: dict[str, Any] = {}
         for c in self.columns:
-            if c.name not in batch:
+            if c.name not in batch or c.name in view:
                 continue
             col = batch[c.name]
             if isinstance(col, torch.Tensor):
