@@ -90,6 +90,23 @@ def test_extension_keys_are_ignored_everywhere():
     assert load(doc) == distillation()
 
 
+def test_non_finite_numbers_are_bad_values_except_under_extension_keys(tmp_path):
+    doc = dl.to_json(distillation())
+    doc["equations"]["explicit"][0]["weight"] = float("nan")
+    doc["equations"]["explicit"][0]["distance"]["temperature"] = float("inf")  # passes the schema's minimum
+    doc["x-editor"] = {"zoom": float("nan")}
+    with pytest.raises(DiagramError) as e:
+        load(doc)
+    assert sorted((p.code, p.pointer) for p in e.value.problems) == [
+        ("bad-value", "/equations/explicit/0/distance/temperature"), ("bad-value", "/equations/explicit/0/weight")]
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(dl.to_json(distillation())).replace('"weight": 0.9', '"weight": 1e400'))
+    assert "1e400" in path.read_text()
+    with pytest.raises(DiagramError) as e:
+        load(path)
+    assert (e.value.code, e.value.pointer) == ("bad-value", "/equations/explicit/0/weight")
+
+
 def test_minor_versions_read_major_versions_rejected():
     doc = dl.to_json(distillation())
     assert load({**doc, "format_version": "1.7"}) is not None

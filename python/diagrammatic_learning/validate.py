@@ -9,6 +9,7 @@ problem found. ``problems`` returns them instead of raising.
 from __future__ import annotations
 
 import json
+import math
 import re
 from functools import lru_cache
 from math import prod
@@ -83,9 +84,25 @@ def check_document(doc: Any) -> None:
     if version.split(".")[0] != "1":
         raise DiagramError.one("unsupported-version", "/format_version",
                                f"format version {version} is not supported; this reader reads 1.x")
-    problems = _schema_problems(doc)
+    problems = _schema_problems(doc) + _non_finite_numbers(doc)
     if problems:
         raise DiagramError(problems)
+
+
+def _non_finite_numbers(doc: Any) -> list[Problem]:
+    """``bad-value`` for every NaN or infinite number outside ``x-`` keys (json reads NaN, Infinity, 1e400; SPEC §1)."""
+    problems: list[Problem] = []
+    stack: list[tuple[Any, tuple]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(Problem("bad-value", pointer(*path), f"{value} is not a finite number"))
+        elif isinstance(value, Mapping):
+            stack.extend((v, (*path, k)) for k, v in reversed(list(value.items()))
+                         if not (isinstance(k, str) and k.startswith("x-")))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+    return problems
 
 
 # ----------------------------------------------------------------------------- meaning
