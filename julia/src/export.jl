@@ -59,8 +59,9 @@ function spec_padding(pad::Tuple)
     throw(ArgumentError("padding $pad is not for two spatial axes"))
 end
 
-function export_convolution(l, weight_storage, groups)
+function export_convolution(l, flipped::Bool, groups::Integer)
     ndims(l.weight) == 4 || throw(ArgumentError("only 2-d convolutions (4-d kernels) are in the vocabulary"))
+    weight_storage = flipped ? l.weight[end:-1:1, end:-1:1, :, :] : copy(l.weight)
     kw, kh, c_group, c_out = size(l.weight)
     params = Dict{String,Any}("in_channels" => c_group * groups, "out_channels" => c_out, "kernel_size" => [kh, kw],
                               "stride" => [l.stride[2], l.stride[1]], "padding" => spec_padding(l.pad),
@@ -71,8 +72,8 @@ function export_convolution(l, weight_storage, groups)
 end
 
 # A Flux Conv convolves (its kernel is flipped relative to SPEC §4's cross-correlation); CrossCor does not.
-export_layer(l::Flux.Conv) = export_convolution(l, l.weight[end:-1:1, end:-1:1, :, :], l.groups)
-export_layer(l::Flux.CrossCor) = export_convolution(l, copy(l.weight), 1)
+export_layer(l::Flux.Conv) = export_convolution(l, true, l.groups)
+export_layer(l::Flux.CrossCor) = export_convolution(l, false, 1)
 
 function export_pool(type, l)
     length(l.k) == 2 || throw(ArgumentError("only 2-d pooling is in the vocabulary"))
