@@ -166,3 +166,17 @@ def test_equation_text_renders_weights_and_distances():
     d.model("f", "X", "Y", mlp(2, 2))
     (e,) = equations(d)
     assert "huber(delta=0.5)" in str(e) and "f(x) = y" in str(e)
+
+
+def test_explicit_terms_nest_at_most_100_arrows_deep():
+    d = Diagram()
+    d.data("D"); d.tensor("Y", [2])
+    d.data_arrow("y", "D", "Y", "y")
+    d.function("g", "Y", "Y", "scale", factor=2.0)
+    d.equation("g(" * 99 + "y" + ")" * 99, "y")  # 100 arrows on the path: fine
+    assert len(equations(d)) == 1
+    for depth in (101, 5000):  # 5000 used to raise RecursionError
+        d.explicit = [d.explicit[0].__class__("g(" * (depth - 1) + "y" + ")" * (depth - 1), "y")]
+        with pytest.raises(DiagramError) as e:
+            equations(d)
+        assert (e.value.code, e.value.pointer) == ("term-syntax", "/equations/explicit/0/lhs")

@@ -162,3 +162,13 @@ def test_x_keys_do_not_survive_but_meaning_does():
     doc = copy.deepcopy(dl.to_json(distillation()))
     doc["x-a"] = 1
     assert "x-a" not in dl.to_json(load(doc))
+
+
+def test_deeply_nested_json_is_malformed_not_a_crash(tmp_path, capsys):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(DiagramError) as e:
+        load(path)
+    assert e.value.code == "malformed-json"
+    assert main(["validate", str(path)]) == 1
+    assert "malformed-json" in capsys.readouterr().out

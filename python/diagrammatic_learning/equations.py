@@ -155,6 +155,7 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
     enum = TermEnumerator(diagram)
     out: dict[str, list[tuple[Term, TermInfo]]] = {}
     over: list[str] = []
+    deep: list[str] = []
     for i, (name, obj) in enumerate(diagram.objects.items()):
         if obj.kind == "data":
             continue
@@ -163,6 +164,13 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
         except _TooManyTerms as e:
             if e.obj not in over:
                 over.append(e.obj)
+        except RecursionError:
+            deep.append(name)
+    if deep:
+        index = {n: i for i, n in enumerate(diagram.objects)}
+        raise DiagramError([Problem("too-many-terms", pointer("objects", index[o]),
+                                    f"object {o!r} has terms that nest deeper than this reader can follow "
+                                    f"(SPEC §5.3)") for o in deep])
     if over:
         index = {n: i for i, n in enumerate(diagram.objects)}
         raise DiagramError([Problem("too-many-terms", pointer("objects", index[o]),

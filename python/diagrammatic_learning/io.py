@@ -155,6 +155,9 @@ def read_document(source: str | os.PathLike) -> Any:
     except json.JSONDecodeError as e:
         raise DiagramError.one("malformed-json", "", f"{path}: invalid JSON at line {e.lineno}, "
                                                      f"column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest too deeply "
+                                                     f"for this reader") from None
 
 
 def load(source: Source) -> Diagram:

@@ -57,6 +57,8 @@ class TermSyntaxError(ValueError):
         self.offset = offset
 
 
+MAX_DEPTH = 100  # arrows on a root-to-leaf path of a term written as text (SPEC §6.2)
+
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\()|(\))|(,))")
 
 
@@ -85,15 +87,18 @@ def parse_term(text: str) -> Term:
         i += 1
         return tokens[i - 1][1]
 
-    def term() -> Term:
+    def term(depth: int = 1) -> Term:
         nonlocal i
         name = expect_name()
         if i < len(tokens) and tokens[i][0] == "(":
+            if depth >= MAX_DEPTH:
+                raise TermSyntaxError(f"the term nests more than {MAX_DEPTH} arrows deep (at offset "
+                                      f"{tokens[i][2]})", tokens[i][2])
             i += 1
-            args = [term()]
+            args = [term(depth + 1)]
             while i < len(tokens) and tokens[i][0] == ",":
                 i += 1
-                args.append(term())
+                args.append(term(depth + 1))
             if i >= len(tokens) or tokens[i][0] != ")":
                 where = tokens[i][2] if i < len(tokens) else len(text)
                 raise TermSyntaxError(f"expected ',' or ')' at offset {where}", where)

@@ -362,7 +362,11 @@ def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
     c.distances()
     if c.problems:
         raise DiagramError(c.problems)
-    equations(d)
+    try:
+        equations(d)
+    except RecursionError:
+        raise DiagramError.one("too-many-terms", "", "the diagram's terms nest deeper than this reader can "
+                                                     "follow (SPEC §5.3)") from None
 
 
 def validate(source: Any) -> None:
