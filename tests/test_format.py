@@ -172,3 +172,15 @@ def test_deeply_nested_json_is_malformed_not_a_crash(tmp_path, capsys):
     assert e.value.code == "malformed-json"
     assert main(["validate", str(path)]) == 1
     assert "malformed-json" in capsys.readouterr().out
+
+
+def test_cli_output_into_a_directory_or_a_missing_folder_is_an_error_not_a_traceback(tmp_path, capsys):
+    example = str(Path(__file__).parent.parent / "examples" / "supervised.json")
+    (tmp_path / "adir").mkdir()
+    for out in (tmp_path / "adir", tmp_path / "nodir" / "x.svg"):
+        assert main(["draw", example, "-o", str(out), "--format", "svg"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err and str(out.parent if "nodir" in str(out) else out) in err
+    assert main(["glue", example, example, "-o", str(tmp_path / "adir")]) == 1
+    assert "error: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["adir"]

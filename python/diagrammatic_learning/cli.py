@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except DiagramError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # an output folder that does not exist, a directory given as a file, a full disk
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
