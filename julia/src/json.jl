@@ -236,12 +236,14 @@ end
 const JSON_ESCAPES = Dict(UInt8('"') => '"', UInt8('\\') => '\\', UInt8('/') => '/', UInt8('b') => '\b',
                           UInt8('f') => '\f', UInt8('n') => '\n', UInt8('r') => '\r', UInt8('t') => '\t')
 
+is_hex_digit(b::UInt8) = UInt8('0') <= b <= UInt8('9') || UInt8('a') <= b <= UInt8('f') || UInt8('A') <= b <= UInt8('F')
+
 function json_hex4!(r::JSONReader)
     r.pos + 3 <= length(r.bytes) || json_fail(r, "incomplete \\u escape")
-    value = tryparse(UInt16, String(r.bytes[r.pos:r.pos+3]); base = 16)
-    value === nothing && json_fail(r, "invalid \\u escape")
+    hex = r.bytes[r.pos:r.pos+3]
+    all(is_hex_digit, hex) || json_fail(r, "invalid \\u escape")  # tryparse would allow a sign or spaces
     r.pos += 4
-    return value
+    return parse(UInt16, String(hex); base = 16)
 end
 
 function json_string!(r::JSONReader)
