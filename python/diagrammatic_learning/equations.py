@@ -252,10 +252,11 @@ def equations(diagram: Diagram) -> list[Equation]:
                 result.append((pointer("objects", index), eq))
     result += [(pointer("equations", "explicit", k), e) for k, e in explicit if k not in used]
 
+    named = {pointer("equations", "explicit", k) for k, e in enumerate(diagram.explicit) if e.name is not None}
     names: dict[str, str] = {}
     for where, eq in result:
         if eq.name in names:
-            problems.append(Problem("duplicate-name", where + ("/name" if eq.explicit else ""),
+            problems.append(Problem("duplicate-name", where + ("/name" if where in named else ""),
                                     f"two equations are named {eq.name!r}"))
         names[eq.name] = where
         obj = diagram.objects[eq.object]
