@@ -134,6 +134,16 @@ def test_every_called_function_exists():
     assert not unknown, "called but defined nowhere:\n" + "\n".join(sorted(unknown))
 
 
+def test_every_exported_name_is_defined():
+    defined: set[str] = set()
+    for path in SRC.glob("*.jl"):
+        defined |= defined_names(tree(path).root_node)
+    module = (SRC / "DiagrammaticLearning.jl").read_text()
+    exported = {name.strip() for line in re.findall(r"^export (.+)$", module, re.M) for name in line.split(",")}
+    assert {"load_diagram", "compile_diagram", "evaluate_diagram", "glue"} <= exported
+    assert sorted(exported - defined) == []
+
+
 # ----------------------------------------------------------------------------- vocabularies
 
 
