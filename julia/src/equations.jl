@@ -93,6 +93,8 @@ struct TooManyTerms <: Exception
     object::String
 end
 
+struct TermsTooDeep <: Exception end
+
 """
     TermEnumerator(d::Diagram)
 
@@ -125,6 +127,7 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
             push!(out, (Term(name), term_info(e.d, Term(name))))
         else
             inner = sort!(unique!([forbidden; name]))
+            length(inner) > MAX_TERM_DEPTH && throw(TermsTooDeep())
             choices = [object_terms(e, s, inner) for s in arrow.sources]
             # Iterators.product varies its first argument fastest; reversed, the last varies fastest as in Python
             for reversed_combo in Iterators.product(reverse(choices)...)
@@ -158,14 +161,25 @@ function enumerate_terms(d::Diagram)
     e = TermEnumerator(d)
     out = Pair{String,Vector{Tuple{Term,TermInfo}}}[]
     over = String[]
+    deep = String[]
     for o in d.objects
         o isa DataObject && continue
         try
             push!(out, o.name => object_terms(e, o.name))
         catch err
-            err isa TooManyTerms || rethrow()
-            err.object in over || push!(over, err.object)
+            if err isa TooManyTerms
+                err.object in over || push!(over, err.object)
+            elseif err isa TermsTooDeep
+                push!(deep, o.name)
+            else
+                rethrow()
+            end
         end
+    end
+    if !isempty(deep)
+        throw(DiagramError([Problem("too-many-terms", json_pointer("objects", d.object_index[o] - 1),
+                                    "object $(repr(o)) has terms that nest more than $MAX_TERM_DEPTH arrows deep " *
+                                    "(SPEC §5.3)") for o in deep]))
     end
     if !isempty(over)
         sort!(over; by = name -> d.object_index[name])
@@ -263,10 +277,11 @@ function diagram_equations(d::Diagram)
         k in used || push!(result, (json_pointer("equations", "explicit", k), e))
     end
 
+    named = Set(json_pointer("equations", "explicit", k - 1) for (k, e) in enumerate(d.explicit) if e.name !== nothing)
     names = Dict{String,String}()
     for (place, eq) in result
         if haskey(names, eq.name)
-            push!(problems, Problem("duplicate-name", place * (eq.explicit ? "/name" : ""),
+            push!(problems, Problem("duplicate-name", place * (place in named ? "/name" : ""),
                                     "two equations are named $(repr(eq.name))"))
         end
         names[eq.name] = place

@@ -58,7 +58,7 @@ mutable struct JSONReader
     depth::Int
 end
 
-const JSON_MAX_DEPTH = 512
+const JSON_MAX_DEPTH = 1000  # about where Python's json gives up (its recursion limit)
 
 function json_fail(r::JSONReader, message::AbstractString)
     before = view(r.bytes, 1:min(r.pos - 1, length(r.bytes)))

@@ -146,65 +146,64 @@ end
     check_batch(d::Diagram, columns::AbstractDict, source="batch") -> Dict{String,Int}
 
 Check a batch (column name → array in storage layout, batch last) against the diagram's data
-arrows (SPEC §8); returns the batch size of each data object read. Throws a
-[`DiagramError`](@ref) with every problem, pointers `source#column`.
+arrows (SPEC §8); returns the batch size of each data object read. Every data arrow checks the
+column it reads (a column read by several arrows must satisfy each); a column gets at most one
+problem, from the first arrow it fails. Throws a [`DiagramError`](@ref) with every problem,
+pointers `source#column`.
 """
 function check_batch(d::Diagram, columns::AbstractDict, source::AbstractString = "batch")
     problems = Problem[]
     sizes = Dict{String,Tuple{Int,String}}()
-    checked = Set{String}()
+    failed = Set{String}()
     for arrow in d.arrows
-        (arrow isa DataArrow && !(arrow.column in checked)) || continue
-        place = "$source#$(arrow.column)"
-        if !haskey(columns, arrow.column)
-            push!(problems, Problem("batch-missing-column", place,
-                                    "$source has no column $(repr(arrow.column)) (read by data arrow $(repr(arrow.name)))"))
-            continue
-        end
-        push!(checked, arrow.column)
-        col = columns[arrow.column]
-        shape, dtype = logical_size(col), dtype_name(eltype(col))
-        target = object_named(d, arrow.target)
-        if target isa TensorObject
-            per, want_int = target.shape, !is_float(target)
-        elseif target isa CategoricalObject
-            want_int = something(arrow.encoding, "index") == "index"
-            per = want_int ? target.shape : [target.shape; target.classes]
-        else
-            continue
-        end
-        if isempty(shape)
-            push!(problems, Problem("batch-shape", place, "column $(repr(arrow.column)) is a scalar; columns are batch first"))
-            continue
-        end
-        if want_int && dtype != "int64"
-            push!(problems, Problem("batch-dtype", place, "column $(repr(arrow.column)) must be int64, got $dtype"))
-            continue
-        end
-        if !want_int && !is_float_dtype(col)
-            push!(problems, Problem("batch-dtype", place, "column $(repr(arrow.column)) must be float32 or float64, got $dtype"))
-            continue
-        end
-        if shape[2:end] != per
-            push!(problems, Problem("batch-shape", place, "column $(repr(arrow.column)) has shape $shape; " *
-                                                          "data arrow $(repr(arrow.name)) needs [B] + $per"))
-            continue
-        end
-        previous = get(sizes, arrow.sources[1], nothing)
-        if previous !== nothing && previous[1] != shape[1]
-            push!(problems, Problem("batch-size-mismatch", place,
-                                    "column $(repr(arrow.column)) has $(shape[1]) examples, column $(repr(previous[2])) " *
-                                    "of the same data object $(repr(arrow.sources[1])) has $(previous[1])"))
-            continue
-        end
-        haskey(sizes, arrow.sources[1]) || (sizes[arrow.sources[1]] = (shape[1], arrow.column))
-        if target isa CategoricalObject && want_int && !isempty(col)
-            low, high = extrema(col)
-            (low < 0 || high >= target.classes) &&
-                push!(problems, Problem("batch-index-range", place,
-                                        "column $(repr(arrow.column)) has class indices outside [0, $(target.classes))"))
+        (arrow isa DataArrow && !(arrow.column in failed)) || continue
+        problem = column_problem(d, arrow, columns, source, sizes)
+        if problem !== nothing
+            push!(problems, problem)
+            push!(failed, arrow.column)
         end
     end
     isempty(problems) || throw(DiagramError(problems))
     return Dict(k => v[1] for (k, v) in sizes)
+end
+
+# What is wrong with the column `arrow` reads, or nothing; records its data object's batch size.
+function column_problem(d::Diagram, arrow::DataArrow, columns::AbstractDict, source::AbstractString,
+                        sizes::Dict{String,Tuple{Int,String}})
+    column = arrow.column
+    place = "$source#$column"
+    haskey(columns, column) ||
+        return Problem("batch-missing-column", place, "$source has no column $(repr(column)) (read by data arrow $(repr(arrow.name)))")
+    col = columns[column]
+    shape, dtype = logical_size(col), dtype_name(eltype(col))
+    target = object_named(d, arrow.target)
+    if target isa TensorObject
+        per, want_int = target.shape, !is_float(target)
+    elseif target isa CategoricalObject
+        want_int = something(arrow.encoding, "index") == "index"
+        per = want_int ? target.shape : [target.shape; target.classes]
+    else
+        return nothing
+    end
+    isempty(shape) && return Problem("batch-shape", place, "column $(repr(column)) is a scalar; columns are batch first")
+    shape[1] == 0 && return Problem("batch-shape", place, "column $(repr(column)) has no examples; a batch has B ≥ 1")
+    want_int && dtype != "int64" && return Problem("batch-dtype", place, "column $(repr(column)) must be int64, got $dtype")
+    !want_int && !is_float_dtype(col) &&
+        return Problem("batch-dtype", place, "column $(repr(column)) must be float32 or float64, got $dtype")
+    shape[2:end] == per ||
+        return Problem("batch-shape", place, "column $(repr(column)) has shape $shape; data arrow $(repr(arrow.name)) " *
+                                             "needs [B] + $per")
+    data_object = arrow.sources[1]
+    previous = get(sizes, data_object, nothing)
+    if previous !== nothing && previous[1] != shape[1]
+        return Problem("batch-size-mismatch", place, "column $(repr(column)) has $(shape[1]) examples, column " *
+                                                     "$(repr(previous[2])) of the same data object $(repr(data_object)) has $(previous[1])")
+    end
+    haskey(sizes, data_object) || (sizes[data_object] = (shape[1], column))
+    if target isa CategoricalObject && want_int && !isempty(col)
+        low, high = extrema(col)
+        (low < 0 || high >= target.classes) &&
+            return Problem("batch-index-range", place, "column $(repr(column)) has class indices outside [0, $(target.classes))")
+    end
+    return nothing
 end

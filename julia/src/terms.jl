@@ -111,10 +111,18 @@ function term_tokens(text::AbstractString)
 end
 
 """
+    MAX_TERM_DEPTH
+
+The most arrows on a root-to-leaf path of a term written as text (SPEC §6.2), and of an
+enumerated term (SPEC §5.3 lets a reader report deeper ones as `too-many-terms`).
+"""
+const MAX_TERM_DEPTH = 100
+
+"""
     parse_term(text::AbstractString) -> Term
 
-Parse `name` or `name(term, ...)` (spaces allowed between tokens) into a [`Term`](@ref);
-throws [`TermSyntaxError`](@ref) otherwise.
+Parse `name` or `name(term, ...)` (spaces allowed between tokens, at most [`MAX_TERM_DEPTH`](@ref)
+arrows deep) into a [`Term`](@ref); throws [`TermSyntaxError`](@ref) otherwise.
 """
 function parse_term(text::AbstractString)
     tokens, len = term_tokens(text)
@@ -128,14 +136,16 @@ function parse_term(text::AbstractString)
         i += 1
         return tokens[i-1][2]
     end
-    function term()
+    function term(depth)
         name = expect_name()
         if i <= length(tokens) && tokens[i][1] == :open
+            depth >= MAX_TERM_DEPTH &&
+                throw(TermSyntaxError("the term nests more than $MAX_TERM_DEPTH arrows deep (at offset $(offset(i)))", offset(i)))
             i += 1
-            args = [term()]
+            args = [term(depth + 1)]
             while i <= length(tokens) && tokens[i][1] == :comma
                 i += 1
-                push!(args, term())
+                push!(args, term(depth + 1))
             end
             if i > length(tokens) || tokens[i][1] != :close
                 throw(TermSyntaxError("expected ',' or ')' at offset $(offset(i))", offset(i)))
@@ -145,7 +155,7 @@ function parse_term(text::AbstractString)
         end
         return Term(name)
     end
-    result = term()
+    result = term(1)
     i == length(tokens) + 1 ||
         throw(TermSyntaxError("unexpected $(repr(tokens[i][2])) at offset $(offset(i)) after a complete term", offset(i)))
     return result

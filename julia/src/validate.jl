@@ -48,9 +48,33 @@ function check_document(doc)
     first(split(version, '.')) == "1" ||
         throw(DiagramError("unsupported-version", "/format_version",
                            "format version $version is not supported; this reader reads 1.x"))
-    problems = schema_problems(doc)
+    problems = [schema_problems(doc); non_finite_problems(doc)]
     isempty(problems) || throw(DiagramError(problems))
     return nothing
+end
+
+"""
+    non_finite_problems(doc) -> Vector{Problem}
+
+`bad-value` for every NaN or infinite number outside `x-` keys, in document order (SPEC §1:
+every number is finite; the reader accepts `NaN` and `Infinity` as Python's does, and reads
+`1e400` as infinite).
+"""
+non_finite_problems(doc) = collect_non_finite!(Problem[], doc, Any[])
+
+function collect_non_finite!(problems::Vector{Problem}, value, path::Vector{Any})
+    if value isa AbstractFloat && !isfinite(value)
+        push!(problems, Problem("bad-value", json_pointer(path...), "$value is not a finite number"))
+    elseif value isa AbstractDict
+        for (k, v) in value
+            startswith(k, "x-") || collect_non_finite!(problems, v, [path; k])
+        end
+    elseif value isa AbstractVector
+        for (i, v) in enumerate(value)
+            collect_non_finite!(problems, v, [path; i - 1])
+        end
+    end
+    return problems
 end
 
 """

@@ -67,6 +67,11 @@ end
           [("unsupported-version", "/format_version")]
     @test rejection(() -> load_diagram(joinpath(@__DIR__, "no-such-file.json"))) ==
           [("malformed-json", joinpath(@__DIR__, "no-such-file.json"))]
+    doc = minimal_document()
+    doc["objects"][3]["distance"] = DL.parse_json("{\"name\": \"cross_entropy\", \"label_smoothing\": NaN}")
+    doc["x-note"] = Inf  # ignored under x- keys
+    @test rejection(() -> load_diagram(doc)) == [("bad-value", "/objects/2/distance/label_smoothing")]
+    @test rejection(() -> parse_diagram("[" ^ 2000 * "]" ^ 2000)) == [("malformed-json", "")]
 end
 
 @testset "terms" begin
@@ -78,6 +83,8 @@ end
     for bad in ("f(x", "f(x))", "f(,x)", "f x", "f(x)y", "", "1f", "f(x;y)")
         @test_throws DL.TermSyntaxError parse_term(bad)
     end
+    @test string(parse_term("f(" ^ 99 * "x" * ")" ^ 99)) == "f(" ^ 99 * "x" * ")" ^ 99  # 100 arrows: allowed
+    @test_throws DL.TermSyntaxError parse_term("f(" ^ 100 * "x" * ")" ^ 100)
 end
 
 @testset "terms and equations of an autoencoder with a cycle" begin
