@@ -66,11 +66,19 @@ class FluxModel:
         return cls(_value(reply), architecture, inputs, dtype)
 
     @classmethod
-    def from_torch(cls, module: Any, dtype: str = "float32") -> "FluxModel":
-        """The Flux twin of a PyTorch module of supported layers (see ``torch_convert``)."""
+    def from_torch(cls, module: Any, dtype: str = "float32", inputs: int | None = None) -> "FluxModel":
+        """The Flux twin of a PyTorch module of supported layers (see ``torch_convert``). ``inputs``
+        is the number of sources; it is read from the module except for a product model without
+        input branches, which must say it."""
         architecture, weights = torch_to_architecture(module)
-        inputs = 1 if architecture.combine is None else len(architecture.inputs or ())
-        return cls.from_architecture(architecture, weights, dtype, max(inputs, 1))
+        if inputs is None:
+            if architecture.combine is None:
+                inputs = 1
+            elif architecture.inputs is not None:
+                inputs = len(architecture.inputs)
+            else:
+                raise ValueError("a product model without input branches: pass inputs=<number of sources>")
+        return cls.from_architecture(architecture, weights, dtype, inputs)
 
     def __call__(self, *arrays: Any) -> np.ndarray:
         """The model on one batch per source (batch first), as a batch-first NumPy array."""
