@@ -22,6 +22,7 @@ from .backend import DTYPES, problems_error, to_julia_layout
 from .runtime import julia_module
 from .torch_convert import architecture_from_json, architecture_to_json, architecture_to_torch, torch_to_architecture
 
+
 def _value(reply: Any) -> Any:
     """The value of a ``(problems, value)`` bridge reply, or the DiagramError it reports."""
     problems, value = reply
@@ -32,7 +33,7 @@ def _value(reply: Any) -> Any:
 
 def _numpy(julia_array: Any) -> np.ndarray:
     """A Julia array in storage layout as a batch-first NumPy array (one copy)."""
-    return np.ascontiguousarray(julia_array.to_numpy().T)
+    return julia_array.to_numpy(copy=False).T.copy()
 
 
 class FluxModel:
