@@ -10,6 +10,7 @@ package where juliapkg will be told it is.
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import tarfile
@@ -82,8 +83,6 @@ def test_an_unpacked_wheel_declares_its_own_julia_package(distributions, tmp_pat
             "print(json.dumps([package_spec(), str(pathlib.Path(diagrammatic_learning.__file__).parent)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}).stdout
-    import json
-
     spec, package = json.loads(out)
     assert Path(package) == tmp_path / "diagrammatic_learning"
     assert Path(spec["path"]) == (tmp_path / "diagrammatic_learning" / "_data" / "julia").resolve()
