@@ -105,6 +105,9 @@ CASES: dict[str, Case] = {
     "data-arrow-from-tensor": ("data-arrow-source", "/arrows/6/source",
                                lambda d: add_arrow(d, {"name": "h", "kind": "data", "source": "X", "target": "H",
                                                        "column": "h"})),
+    "data-arrow-from-product": ("data-arrow-source", "/arrows/6/source",
+                                lambda d: add_arrow(d, {"name": "xy", "kind": "data", "source": ["D", "D"],
+                                                        "target": "H", "column": "h"})),
     "encoding-on-tensor": ("bad-value", "/arrows/0/encoding", lambda d: arrow(d, "x").update(encoding="index")),
     # --- kinds, arity, shapes, dtypes
     "model-from-categorical": ("kind-mismatch", "/arrows/6/source",

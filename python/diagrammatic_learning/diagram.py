@@ -106,7 +106,7 @@ class DataArrow:
     """Reads batch column ``column`` of data object ``source`` into object ``target``."""
 
     name: str
-    source: str
+    source: str  # a tuple only in a file that validation rejects (data-arrow-source)
     target: str
     column: str
     encoding: str | None = None  # categorical targets only: "index" (default) or "probabilities"
@@ -114,7 +114,7 @@ class DataArrow:
 
     @property
     def sources(self) -> tuple[str, ...]:
-        return (self.source,)
+        return (self.source,) if isinstance(self.source, str) else tuple(self.source)
 
 
 @dataclass(frozen=True)

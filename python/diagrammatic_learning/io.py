@@ -55,7 +55,8 @@ def from_json(doc: Mapping[str, Any]) -> Diagram:
             continue
         kind = a["kind"]
         if kind == "data":
-            arrow = DataArrow(a["name"], a["source"], a["target"], a["column"], a.get("encoding"))
+            source = a["source"] if isinstance(a["source"], str) else tuple(a["source"])
+            arrow = DataArrow(a["name"], source, a["target"], a["column"], a.get("encoding"))
         elif kind == "function":
             arrow = FunctionArrow(a["name"], _sources(a["source"]), a["target"], a["op"],
                                   _clean(a, ("name", "kind", "source", "target", "op")))

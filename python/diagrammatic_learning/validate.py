@@ -165,7 +165,10 @@ class _Checker:
                          f"arrow {a.name!r} targets data object {a.target!r}; data objects only have outgoing arrows")
                 continue
             if isinstance(a, DataArrow):
-                if self.d.objects[a.source].kind != "data":
+                if not isinstance(a.source, str):
+                    self.add("data-arrow-source", self.arrow_ptr(a.name, "source"),
+                             f"data arrow {a.name!r} reads from one data object, not a product of {len(a.sources)}")
+                elif self.d.objects[a.source].kind != "data":
                     self.add("data-arrow-source", self.arrow_ptr(a.name, "source"),
                              f"data arrow {a.name!r} must start at a data object, {a.source!r} is a "
                              f"{self.d.objects[a.source].kind} object")
