@@ -315,3 +315,15 @@ def test_cli_exits_1_on_a_wrong_expected_value(tmp_path, capsys):
     assert main(["conformance", "--backend", "reference", "--suite", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "1/2 passed, 1 failed" in out and "invalid/weights-truncated" in out
+
+
+def test_julia_that_fails_to_start_is_skipped_with_the_reason(monkeypatch):
+    module = importlib.import_module("diagrammatic_learning.julia")
+
+    def failing_start():
+        raise module.JuliaUnavailable("Pkg.instantiate failed: no network")
+
+    monkeypatch.setattr(module, "is_available", lambda: (True, "pretend"))
+    monkeypatch.setattr(module, "FluxBackend", failing_start)
+    report = run_suite([JuliaBackend()], CASES[:1], "float64")
+    assert report.rows == [] and "no network" in report.skipped["julia"]

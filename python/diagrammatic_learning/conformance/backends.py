@@ -102,7 +102,10 @@ class JuliaBackend:
             if not ok:
                 self._reason = f"Julia is not available: {reason}"
             else:
-                self._flux = module.FluxBackend()
+                try:
+                    self._flux = module.FluxBackend()
+                except module.JuliaUnavailable as e:  # is_available() cannot foresee every failed start
+                    self._reason = f"Julia did not start: {e}"
         return self._reason
 
     def evaluate(self, diagram: Path, weights: Path, batch: Path, dtype: str) -> Outcome:
