@@ -111,7 +111,8 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             model.train()
             sums, count, totals = None, 0, []
             bar = tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
-                       desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=True)
+                       desc=f"epoch {epoch}/{epochs}", leave=True,
+                       disable=None if progress else True)  # None: a bar on terminals, not in logs
             shown = time.monotonic()
             for batch in data:
                 ev = model.evaluate(batch)
