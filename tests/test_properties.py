@@ -245,9 +245,9 @@ def test_torch_agrees_with_the_reference_on_random_diagrams(d, seed):
         assert math.isclose(float(got.equations[name]), value, rel_tol=REL, abs_tol=ABS), (name, got.equations[name],
                                                                                             value)
     assert math.isclose(float(got.total), want.total, rel_tol=REL, abs_tol=ABS)
+    assert set(got.terms) == set(want.terms)  # both compute exactly the equations' subterms
     for text, value in want.terms.items():
-        if text in got.terms:
-            np.testing.assert_allclose(got.terms[text].numpy(), value, rtol=REL, atol=ABS, err_msg=text)
+        np.testing.assert_allclose(got.terms[text].numpy(), value, rtol=REL, atol=ABS, err_msg=text)
 
 
 # ----------------------------------------------------------------------------- corrupted files
