@@ -16,13 +16,8 @@ from diagrammatic_learning import Diagram, DiagramError, Distance, dumps, equati
 from diagrammatic_learning.compose import (disjoint_union, glue, gluing, namespace, rename, rename_weights,
                                            replace_model, restrict)
 from diagrammatic_learning import compose_commands
+from diagrammatic_learning.reference import evaluate
 from diagrammatic_learning.tensorfiles import parameter_shapes, read_safetensors, write_safetensors
-
-try:
-    from diagrammatic_learning.reference import evaluate
-except ImportError:  # pragma: no cover - the reference evaluator ships with the package
-    evaluate = None
-needs_evaluator = pytest.mark.skipif(evaluate is None, reason="diagrammatic_learning.reference is not importable")
 
 
 # ----------------------------------------------------------------------------- diagrams written by hand
@@ -88,7 +83,6 @@ def test_two_single_tasks_glue_into_the_multitask_diagram():
     assert eq_texts(glued) == ["head1(backbone(x)) = y1", "head2(backbone(x)) = y2"]
 
 
-@needs_evaluator
 def test_glued_loss_is_the_hand_written_loss_and_the_sum_of_the_parts():
     g = gluing(single_task(1), single_task(2), ALONG)
     hand = multitask_by_hand()
@@ -105,7 +99,6 @@ def test_glued_loss_is_the_hand_written_loss_and_the_sum_of_the_parts():
     assert whole == pytest.approx(sum(parts), rel=1e-12)
 
 
-@needs_evaluator
 def test_part_weights_load_into_the_glued_whole():
     t1, t2 = single_task(1), single_task(2)
     w1, w2 = random_weights(t1, 2), random_weights(t2, 3)
@@ -322,10 +315,9 @@ def test_namespace_renames_everything_and_keeps_the_loss():
     assert n.arrows["t_x"].column == "image"  # columns name data, not parts
     assert [(e.name, e.lhs, e.rhs, e.weight) for e in n.explicit] == [("t_main", "t_head1(t_backbone(t_x))",
                                                                        "t_y1", 3.0)]
-    if evaluate is not None:
-        w = random_weights(d, 4)
-        assert evaluate(n, rename_weights(w, {a: f"t_{a}" for a in d.arrows}), batch()).total == \
-            pytest.approx(evaluate(d, w, batch()).total, rel=1e-12)
+    w = random_weights(d, 4)
+    assert evaluate(n, rename_weights(w, {a: f"t_{a}" for a in d.arrows}), batch()).total == \
+        pytest.approx(evaluate(d, w, batch()).total, rel=1e-12)
 
 
 def test_rename_errors():
@@ -440,7 +432,6 @@ def test_cli_glue_errors_name_the_file_and_write_nothing(tmp_path):
 MULTITASK = Path(__file__).resolve().parent.parent / "examples" / "multitask.json"
 
 
-@pytest.mark.skipif(not MULTITASK.exists(), reason="examples/multitask.json is not in this checkout")
 def test_multitask_example_cut_into_tasks_and_glued_back():
     whole = load(MULTITASK)
     heads = [o for o in whole.objects if whole.objects[o].kind == "categorical"]
@@ -453,12 +444,11 @@ def test_multitask_example_cut_into_tasks_and_glued_back():
     assert sorted(glued.arrows) == sorted(whole.arrows)
     assert [(e.name, e.distance, e.weight) for e in equations(glued)] == \
            [(e.name, e.distance, e.weight) for e in equations(whole)]
-    if evaluate is not None:
-        rng = np.random.default_rng(7)
-        w = {k: rng.normal(size=s) for k, s in parameter_shapes(whole).items()}
-        b = {"image": rng.normal(size=(9, 64)), "parity": rng.integers(0, 2, 9), "big": rng.integers(0, 2, 9),
-             "few_image": rng.normal(size=(4, 64)), "few_label": rng.integers(0, 10, 4)}
-        assert evaluate(glued, w, b).total == pytest.approx(evaluate(whole, w, b).total, rel=1e-12)
+    rng = np.random.default_rng(7)
+    w = {k: rng.normal(size=s) for k, s in parameter_shapes(whole).items()}
+    b = {"image": rng.normal(size=(9, 64)), "parity": rng.integers(0, 2, 9), "big": rng.integers(0, 2, 9),
+         "few_image": rng.normal(size=(4, 64)), "few_label": rng.integers(0, 10, 4)}
+    assert evaluate(glued, w, b).total == pytest.approx(evaluate(whole, w, b).total, rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- the Julia twin (no Julia here)
