@@ -166,9 +166,16 @@ def test_cli_draw_formats(tmp_path):
     assert (tmp_path / "d.txt").read_text().startswith("digraph")
     assert run_cli("draw", str(tmp_path / "d.json"), "-o", str(tmp_path / "d.pdf")) == 1
     assert run_cli.error.code == "bad-value" and not (tmp_path / "d.pdf").exists()
-    if HAVE_DOT:
-        assert run_cli("draw", str(tmp_path / "d.json"), "-o", str(tmp_path / "d.svg"), "--equation", "0") == 0
-        svg_texts((tmp_path / "d.svg").read_bytes())
+
+
+@needs_dot
+def test_cli_draw_svg_with_an_equation(tmp_path):
+    from diagrammatic_learning import save
+    d = built()[0]
+    save(d, tmp_path / "d.json")
+    assert run_cli("draw", str(tmp_path / "d.json"), "-o", str(tmp_path / "d.svg"), "--equation", "0") == 0
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", svg_texts((tmp_path / "d.svg").read_bytes())))
+    assert {*d.objects, *d.arrows} <= words
 
 
 def test_cli_draw_error_names_the_file(tmp_path):
