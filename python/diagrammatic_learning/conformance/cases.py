@@ -8,6 +8,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from ..errors import DiagramError
 from ..resources import data_path
 
 
@@ -54,6 +55,16 @@ def load_cases(root: Path | None = None, pattern: str | None = None) -> list[Sui
         for folder in sorted(p for p in base.iterdir() if (p / "expected.json").is_file()):
             name = folder.name if valid else f"invalid/{folder.name}"
             if matches(name, pattern):
-                expected = json.loads((folder / "expected.json").read_text(encoding="utf-8"))
-                out.append(SuiteCase(name, folder, valid, expected))
+                out.append(SuiteCase(name, folder, valid, _read_expected(folder / "expected.json")))
     return out
+
+
+def _read_expected(path: Path) -> dict[str, Any]:
+    """A case's ``expected.json`` as a dict; a broken one is a ``malformed-json`` error, not a traceback."""
+    try:
+        expected = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both are
+        raise DiagramError.one("malformed-json", str(path), f"not valid JSON: {e}") from None
+    if not isinstance(expected, dict):
+        raise DiagramError.one("malformed-json", str(path), "expected a JSON object")
+    return expected
