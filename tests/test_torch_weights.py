@@ -87,8 +87,12 @@ def test_every_weights_error_names_the_file_and_key_and_loads_nothing(tmp_path, 
     with pytest.raises(DiagramError) as e:
         compile(diagram(), weights=w)
     assert (e.value.code, e.value.pointer) == (code, f"weights#{key}")
-    for k, v in state(m).items():  # the good tensors in the same file were not copied either
+    with pytest.raises(DiagramError) as e:
+        m.load_weights(w)  # a mapping into a live model: all or nothing as well
+    assert (e.value.code, e.value.pointer) == (code, f"weights#{key}")
+    for k, v in state(m).items():  # the good tensors in the same file or mapping were not copied either
         np.testing.assert_array_equal(v, before[k])
+    assert all(not np.array_equal(v, w[k]) for k, v in before.items() if k in w)  # so a copy would show
 
 
 def test_all_problems_are_reported_together():
