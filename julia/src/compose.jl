@@ -541,7 +541,7 @@ function replace_model(d::Diagram, arrow::AbstractString, architecture::Union{No
     has_arrow(d, arrow) || throw(DiagramError("unknown-arrow", "", "the diagram has no arrow $(repr(arrow))"))
     old = arrow_named(d, arrow)
     old isa ModelArrow || throw(DiagramError("kind-mismatch", "", "$(repr(arrow)) is a $(arrow_kind(old)) arrow, not a model"))
-    (architecture === nothing) == !external ||
+    (architecture === nothing) == !external &&  # neither or both given
         throw(DiagramError("bad-value", "", "give exactly one of an architecture or external = true"))
     new = ModelArrow(old.name, old.sources, old.target, something(trainable, old.trainable), architecture, external)
     return rebuild_diagram(d, copy(d.objects), Arrow[a.name == arrow ? new : a for a in d.arrows])
