@@ -32,13 +32,6 @@ def ids(case: SuiteCase) -> str:
     return case.name
 
 
-try:
-    importlib.import_module("diagrammatic_learning.torch_backend")
-    TORCH_MISSING = None
-except ImportError as e:
-    TORCH_MISSING = f"the PyTorch backend is not importable yet: {e}"
-
-
 # ----------------------------------------------------------------------------- the files
 
 
@@ -87,7 +80,6 @@ def test_reference(case):
     assert row.passed, row.detail
 
 
-@pytest.mark.skipif(TORCH_MISSING is not None, reason=str(TORCH_MISSING))
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("case", VALID, ids=ids)
 def test_torch(case, dtype):
@@ -95,7 +87,6 @@ def test_torch(case, dtype):
     assert row.passed, row.detail
 
 
-@pytest.mark.skipif(TORCH_MISSING is not None, reason=str(TORCH_MISSING))
 @pytest.mark.parametrize("case", INVALID, ids=ids)
 def test_torch_rejects(case):
     row = run_case(TorchBackend(), case, "float64")

@@ -9,7 +9,6 @@ batches are drawn from a NumPy generator seeded by Hypothesis.
 
 from __future__ import annotations
 
-import importlib
 import math
 import tempfile
 from pathlib import Path
@@ -25,12 +24,6 @@ from diagrammatic_learning.diagram import Architecture, CategoricalObject, DataA
 from diagrammatic_learning.equations import enumerate_terms, equations
 from diagrammatic_learning.reference import evaluate
 from diagrammatic_learning.tensorfiles import parameter_shapes
-
-try:
-    importlib.import_module("diagrammatic_learning.torch_backend")
-    TORCH_MISSING = None
-except ImportError as e:
-    TORCH_MISSING = f"the PyTorch backend is not importable yet: {e}"
 
 # Random diagrams are not tuned like the suite's cases: some equations are 0 up to rounding (kl_div of a term
 # with an equal one), others lose digits to cancellation. So: relative 1e-10, absolute 1e-12.
@@ -225,7 +218,6 @@ def random_inputs(d: Diagram, seed: int) -> tuple[dict, dict]:
     return weights, batch
 
 
-@pytest.mark.skipif(TORCH_MISSING is not None, reason=str(TORCH_MISSING))
 @PROPERTY_SETTINGS
 @given(d=diagrams(), seed=st.integers(0, 2 ** 32 - 1))
 def test_torch_agrees_with_the_reference_on_random_diagrams(d, seed):
@@ -294,7 +286,7 @@ def test_corrupted_files_only_ever_raise_diagram_errors(case, which, corrupt):
                 pass
         # The torch backend builds modules from the diagram before it can see the weights, so a corrupted size
         # could ask it for gigabytes; its diagram handling is the shared loader, exercised above.
-        if TORCH_MISSING is None and which != "diagram.json":
+        if which != "diagram.json":
             run_torch(*paths)
 
 
