@@ -91,9 +91,24 @@ def test_a_diagram_can_be_fitted_directly_and_optimizers_can_be_chosen():
     history = fit(regression(), batches(), progress=True)
     assert len(history.epochs) == 1
     m = compile(regression())
-    fit(m, batches(), optimizer=lambda params: torch.optim.SGD(params, lr=0.1), progress=False)
-    opt = torch.optim.SGD(m.parameters(), lr=0.1)
-    fit(m, batches(), optimizer=opt, progress=False)
+    data = batches()
+
+    def weights() -> dict[str, torch.Tensor]:
+        return {k: v.clone() for k, v in m.state_dict().items()}
+
+    def sgd_step(before: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What one plain SGD step (lr 0.1) on the first batch does to ``before``: computed here, not by fit."""
+        twin = compile(regression())
+        twin.load_state_dict(before)
+        twin(data[0]).backward()
+        return {k: before[k] - 0.1 * p.grad for k, p in twin.named_parameters()}
+
+    for optimizer in (lambda params: torch.optim.SGD(params, lr=0.1), torch.optim.SGD(m.parameters(), lr=0.1)):
+        before = weights()
+        fit(m, data[:1], optimizer=optimizer, progress=False)
+        want = sgd_step(before)
+        for k, v in m.state_dict().items():
+            torch.testing.assert_close(v, want[k], rtol=1e-5, atol=1e-6)
 
 
 def test_misuse_is_refused():
