@@ -14,9 +14,14 @@ exact_relu(x::Real) = max(x, zero(x))
 """
     exact_sigmoid(x)
 
-`1 / (1 + exp(-x))`.
+`1 / (1 + exp(-x))`, computed with `e = exp(-|x|)` as `1 / (1 + e)` for `x ≥ 0` and `e / (1 + e)`
+otherwise (as the NumPy reference does): `exp` never overflows, so the dual-number derivative
+stays finite for very negative `x` (`1 / (1 + Inf)` would give a NaN partial).
 """
-exact_sigmoid(x::Real) = one(x) / (one(x) + exp(-x))
+function exact_sigmoid(x::Real)
+    e = exp(-abs(x))
+    return ifelse(x >= zero(x), one(x) / (one(x) + e), e / (one(x) + e))
+end
 
 """
     exact_gelu(x)
