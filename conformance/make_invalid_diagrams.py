@@ -148,6 +148,13 @@ CASES: dict[str, Case] = {
                                                 {"type": "conv2d", "in_channels": 1, "out_channels": 3,
                                                  "kernel_size": [2, 2], "groups": 2},
                                                 {"type": "flatten"}]}})),
+    "pool-padding-as-large-as-kernel": ("invalid-layer", "/arrows/6/architecture/layers/0",
+                                        lambda d: add_arrow(d, {"name": "pool", "kind": "model", "trainable": True,
+                                                                "source": "I", "target": "H", "architecture": {
+                                                                    "layers": [{"type": "max_pool2d",
+                                                                                "kernel_size": [2, 2],
+                                                                                "padding": [0, 2, 0, 0]},
+                                                                               {"type": "flatten"}]}})),
     "embedding-of-float": ("dtype-mismatch", "/arrows/6/architecture/layers/0",
                            lambda d: add_arrow(d, {"name": "emb", "kind": "model", "trainable": True,
                                                    "source": "X", "target": "H", "architecture": {"layers": [
@@ -218,7 +225,7 @@ def image_object(d: dict) -> None:
     d["objects"].append({"name": "I", "kind": "tensor", "shape": [1, 4, 4], "dtype": "float32"})
 
 
-NEEDS_IMAGE = {"conv-kernel-too-large", "conv-groups"}
+NEEDS_IMAGE = {"conv-kernel-too-large", "conv-groups", "pool-padding-as-large-as-kernel"}
 
 
 def build(name: str) -> tuple[str, dict]:

@@ -148,6 +148,9 @@ function layer_output(layer::Layer, vt::ValueType)
             c == param_int(p, "in_channels") ||
                 throw(LayerError("shape-mismatch", "conv2d expects $(p["in_channels"]) channels, got shape $shape"))
             c = param_int(p, "out_channels")
+        elseif top >= kh || bottom >= kh || left >= kw || right >= kw
+            throw(LayerError("invalid-layer", "$t padding [$top, $bottom, $left, $right] must be smaller " *
+                                              "than the kernel [$kh, $kw] on each side"))
         end
         ho = pool_or_conv_out(h, top + bottom, kh, sh, dh)
         wo = pool_or_conv_out(w, left + right, kw, sw, dw)

@@ -139,6 +139,10 @@ def layer_output(layer: Layer, vt: ValueType) -> ValueType:
             if c != p["in_channels"]:
                 raise LayerError("shape-mismatch", f"conv2d expects {p['in_channels']} channels, got shape {list(shape)}")
             c = p["out_channels"]
+        elif top >= kh or bottom >= kh or left >= kw or right >= kw:
+            # a window entirely in padding would have no input to pool (SPEC §4)
+            raise LayerError("invalid-layer", f"{t} padding {[top, bottom, left, right]} must be smaller than the "
+                                              f"kernel {[kh, kw]} on each side")
         ho = _pool_or_conv_out(h, top + bottom, kh, sh, dh)
         wo = _pool_or_conv_out(w, left + right, kw, sw, dw)
         if ho < 1 or wo < 1:
