@@ -94,11 +94,17 @@ def term_info(diagram: Diagram, term: Term) -> TermInfo:
         if info.object != src:
             raise TermError("term-type-mismatch", f"argument {k + 1} of {term.arrow!r} is a term of "
                                                   f"{info.object!r}, but the arrow's source there is {src!r}")
+    return applied_info(diagram, term.arrow, infos)
+
+
+def applied_info(diagram: Diagram, arrow_name: str, infos: list[TermInfo]) -> TermInfo:
+    """The type of non-data arrow ``arrow_name`` applied to arguments of types ``infos`` (in its source order)."""
+    arrow = diagram.arrows[arrow_name]
     data_objects = {i.data_object for i in infos}
     if len(data_objects) > 1:
-        raise TermError("term-mixed-data", f"the arguments of {term.arrow!r} come from different data objects "
+        raise TermError("term-mixed-data", f"the arguments of {arrow_name!r} come from different data objects "
                                            f"{sorted(data_objects)}")
-    encoding = _apply_encoding(diagram, term.arrow, infos)
+    encoding = _apply_encoding(diagram, arrow_name, infos)
     trainable = any(i.trainable for i in infos) or (arrow.kind == "model" and arrow.trainable)
     return TermInfo(arrow.target, infos[0].data_object, encoding, trainable)
 
@@ -109,20 +115,46 @@ class _TooManyTerms(Exception):
 
 
 class TermEnumerator:
-    """Enumerates terms with no arrow twice on a root-to-leaf path (SPEC §5.2), bounded."""
+    """Enumerates terms with no arrow twice on a root-to-leaf path (SPEC §5.2), bounded.
+
+    ``terms(obj, forbidden)`` is memoized on ``forbidden`` cut down to the arrows
+    that can occur in terms of ``obj`` at all (those on some path into it): other
+    forbidden arrows change nothing, and dropping them lets an acyclic chain be
+    enumerated once per object instead of once per path.
+    """
 
     def __init__(self, diagram: Diagram):
         self.d = diagram
         self.bound = diagram.term_bound
+        self.position = {name: i for i, name in enumerate(diagram.arrows)}
         self.into: dict[str, list[str]] = {o: [] for o in diagram.objects}
         for a in diagram.arrows.values():
             self.into[a.target].append(a.name)
+        self.upstream = self._upstream_arrows()
         self.memo: dict[tuple[str, frozenset[str]], list[tuple[Term, TermInfo]]] = {}
 
+    def _upstream_arrows(self) -> dict[str, frozenset[str]]:
+        """For each object, every arrow on some path that ends at it."""
+        out: dict[str, frozenset[str]] = {}
+        for obj in self.d.objects:
+            seen: set[str] = set()
+            todo = [obj]
+            visited = {obj}
+            while todo:
+                for name in self.into[todo.pop()]:
+                    seen.add(name)
+                    for s in self.d.arrows[name].sources:
+                        if s not in visited:
+                            visited.add(s)
+                            todo.append(s)
+            out[obj] = frozenset(seen)
+        return out
+
     def terms(self, obj: str, forbidden: frozenset[str] = frozenset()) -> list[tuple[Term, TermInfo]]:
-        key = (obj, forbidden)
+        key = (obj, forbidden & self.upstream[obj])
         if key in self.memo:
             return self.memo[key]
+        forbidden = key[1]
         out: list[tuple[Term, TermInfo]] = []
         for name in self.into[obj]:
             if name in forbidden:
@@ -134,18 +166,16 @@ class TermEnumerator:
                 inner = forbidden | {name}
                 choices = [self.terms(s, inner) for s in arrow.sources]
                 for combo in product(*choices):
-                    if len({info.data_object for _, info in combo}) > 1:
-                        continue
-                    term = Term(name, tuple(t for t, _ in combo))
                     try:
-                        out.append((term, term_info(self.d, term)))
+                        info = applied_info(self.d, name, [i for _, i in combo])
                     except TermError:
-                        continue  # an encoding the arrow does not accept: not a term
+                        continue  # mixed data objects, or an encoding the arrow does not accept: not a term
+                    out.append((Term(name, tuple(t for t, _ in combo)), info))
                     if len(out) > self.bound:
                         raise _TooManyTerms(obj)
             if len(out) > self.bound:
                 raise _TooManyTerms(obj)
-        out.sort(key=lambda ti: term_key(ti[0], self.d.position))
+        out.sort(key=lambda ti: term_key(ti[0], self.position.__getitem__))
         self.memo[key] = out
         return out
 
