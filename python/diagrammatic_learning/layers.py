@@ -151,20 +151,6 @@ def layer_output(layer: Layer, vt: ValueType) -> ValueType:
     raise LayerError("bad-value", f"unknown layer type {t!r}")
 
 
-def chain_output(layers: tuple[Layer, ...], vt: ValueType) -> tuple[ValueType, int | None, str | None]:
-    """Run shape inference through a layer list.
-
-    Returns ``(type, None, None)`` on success, or ``(last good type, index, error)``
-    naming the first layer that does not fit.
-    """
-    for i, layer in enumerate(layers):
-        try:
-            vt = layer_output(layer, vt)
-        except LayerError as e:
-            return vt, i, f"{e.code}:{e}"
-    return vt, None, None
-
-
 def combine_output(combine: str, types: list[ValueType]) -> ValueType:
     """The value type of a combine step (SPEC §4); ``LayerError`` if the inputs do not fit."""
     for s, d in types:

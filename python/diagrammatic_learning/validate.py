@@ -197,7 +197,6 @@ class _Checker:
         op, n = a.op, len(a.sources)
         srcs = [self.d.objects[s] for s in a.sources]
         tgt = self.d.objects[a.target]
-        where = self.arrow_ptr(a.name)
         multi = op in ("add", "concat")
         if (n < 2) if multi else (n != 1):
             self.add("function-arity", self.arrow_ptr(a.name, "source"),
@@ -269,7 +268,6 @@ class _Checker:
                     self.add(e.code, self.arrow_ptr(a.name, "source"), str(e))
                     return
                 want_tensor(shape, True)
-        del where
 
     def model(self, a: ModelArrow) -> None:
         ok = True
