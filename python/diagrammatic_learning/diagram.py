@@ -145,11 +145,6 @@ class ModelArrow:
 Arrow = Union[DataArrow, FunctionArrow, ModelArrow]
 
 
-def arrow_sources(arrow: Arrow) -> tuple[str, ...]:
-    """The source objects of any arrow, as a tuple."""
-    return arrow.sources
-
-
 # ----------------------------------------------------------------------------- equations
 
 
