@@ -46,42 +46,44 @@ def _columns(diagram: Diagram) -> tuple[_Column, ...]:
     return tuple(out)
 
 
-def _in_range(col: Any, classes: int) -> bool:
-    if isinstance(col, torch.Tensor):
-        if not col.numel():
-            return True
-        low, high = torch.aminmax(col)
-        return low.item() >= 0 and high.item() < classes
-    return not col.size or (col.min() >= 0 and col.max() < classes)
-
-
 class BatchChecker:
     """Checks batches against one diagram's data arrows; raises ``DiagramError`` as ``check_batch`` does."""
 
     def __init__(self, diagram: Diagram):
         self.diagram = diagram
         self.columns = _columns(diagram)
-        # the hot loop reads plain tuples: (column, data object, per-example shape, allowed dtypes, classes)
-        self._rules = tuple((c.name, c.data_object, c.per_example, _INT64 if c.integer else _FLOATS, c.classes)
+        # the hot loop reads plain tuples: (column, data object, per-example shape, allowed dtypes, classes);
+        # classes is None where there is no range to check, also when every example is empty (a 0 in the shape)
+        self._rules = tuple((c.name, c.data_object, c.per_example, _INT64 if c.integer else _FLOATS,
+                             None if c.classes is None or 0 in c.per_example else c.classes)
                             for c in self.columns)
 
     def __call__(self, batch: Mapping[str, Any]) -> None:
-        if not self._fine(batch):
-            check_batch(self.diagram, self._view(batch))
+        """Return if every column passes; otherwise raise ``check_batch``'s ``DiagramError``.
 
-    def _fine(self, batch: Mapping[str, Any]) -> bool:
+        One flat loop, no helper calls: it runs before every forward pass.
+        """
         sizes: dict[str, int] = {}
         for name, data_object, per_example, dtypes, classes in self._rules:
             col = batch.get(name)
             if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes:
-                return False
+                return self._report(batch)
             shape = col.shape
             if not shape or not shape[0] or shape[1:] != per_example \
                     or sizes.setdefault(data_object, shape[0]) != shape[0]:
-                return False
-            if classes is not None and not _in_range(col, classes):  # int64, so never requires grad
-                return False
-        return True
+                return self._report(batch)
+            if classes is None:
+                continue
+            if isinstance(col, torch.Tensor):  # int64, so never requires grad; one kernel for both bounds
+                low, high = torch.aminmax(col)
+                if low.item() < 0 or high.item() >= classes:
+                    return self._report(batch)
+            elif col.min() < 0 or col.max() >= classes:
+                return self._report(batch)
+
+    def _report(self, batch: Mapping[str, Any]) -> None:
+        """Some column failed the fast checks: ``check_batch`` finds and reports every problem."""
+        check_batch(self.diagram, self._view(batch))
 
     def _view(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """The read columns as ``check_batch`` can take them: arrays, or CPU tensors without autograd."""

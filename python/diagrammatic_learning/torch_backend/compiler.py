@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -32,7 +32,8 @@ from .weights import (WeightsSource, check_tensors, copy_into, model_arrow, read
                       to_tensor)
 
 Batch = Mapping[str, Any]
-DATA, FUNCTION, MODEL = 0, 1, 2  # step kinds of the compiled program
+# step kinds of the compiled program; FUNCTION1 and MODEL1 take one argument, passed without building a list
+DATA, FUNCTION, FUNCTION1, MODEL, MODEL1 = range(5)
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -83,7 +84,7 @@ class CompiledDiagram(nn.ModuleDict):
         self._plan_counts = {name: 0 for name in diagram.arrows}
         for step in self._plan.steps:
             self._plan_counts[step.arrow] += 1
-        self._weights = tuple(float(e.weight) for e in self._equations)
+        self._weights = tuple(float(e.weight) for e in self._equations)  # must match _distances, in order
         self._equation_names = tuple(e.name for e in self._equations)
         # every data arrow's column is checked (SPEC §8), not only those the equations read
         self._check_batch = BatchChecker(diagram)
@@ -128,18 +129,23 @@ class CompiledDiagram(nn.ModuleDict):
     def _build_ops(self) -> None:
         """The steps as flat tuples and the equations' distances; function ops and distances depend on the dtype.
 
-        A step is ``(DATA, column, is_float)``, ``(FUNCTION, op, args)`` or
-        ``(MODEL, step, args)``: the per-batch loop does no lookups it can avoid.
+        A step is ``(DATA, column, is_float)``, ``(FUNCTION, op, args)``,
+        ``(FUNCTION1, op, arg)``, ``(MODEL, arrow name, args)`` or ``(MODEL1,
+        arrow name, arg)``: the per-batch loop does no lookups it can avoid.
+        Models are looked up by name on every batch, so ``replace`` needs no
+        rebuild.
         """
         d = self._diagram
         program: list[tuple[int, Any, Any]] = []
         for step in self._plan.steps:
+            one = len(step.args) == 1
             if step.kind == "data":
                 program.append((DATA, step.column, step.float_column))
             elif step.kind == "function":
-                program.append((FUNCTION, function_op(d, d.arrows[step.arrow], self._dtype), step.args))
+                op = function_op(d, d.arrows[step.arrow], self._dtype)
+                program.append((FUNCTION1, op, step.args[0]) if one else (FUNCTION, op, step.args))
             else:
-                program.append((MODEL, step, step.args))
+                program.append((MODEL1, step.arrow, step.args[0]) if one else (MODEL, step.arrow, step.args))
         self._program = tuple(program)
         self._distances = tuple(
             (e.lhs, e.rhs, distance_fn(e.equation.distance, d.objects[e.equation.object], e.rhs_encoding,
@@ -207,13 +213,9 @@ class CompiledDiagram(nn.ModuleDict):
 
     # -- evaluation
 
-    def _column(self, col: Any, is_float: bool) -> torch.Tensor:
-        if isinstance(col, torch.Tensor) and col.device == self._device and (not is_float or col.dtype == self._dtype):
-            return col
-        return to_tensor(col, self._dtype if is_float else None, self._device)
-
-    def _index_error(self, step: Any, error: DiagramError) -> DiagramError:
-        """An embedding's ``batch-index-range`` restated for the batch column behind it."""
+    def _index_error(self, position: int, error: DiagramError) -> DiagramError:
+        """An embedding's ``batch-index-range`` (raised by the model of step ``position``) restated for its column."""
+        step = self._plan.steps[position]
         if error.code != "batch-index-range" or not step.int_columns:
             return error
         column = step.int_columns[0]
@@ -242,27 +244,49 @@ class CompiledDiagram(nn.ModuleDict):
         self._unchecked.discard(name)
         return out.to(self._dtype)
 
-    def _run(self, batch: Batch) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Every planned term's value and every equation's unweighted distance on one batch."""
-        self._check_batch(batch)
-        modules, unchecked = self._modules, self._unchecked
-        values: list[torch.Tensor] = []
-        for kind, a, b in self._program:
-            if kind == DATA:
-                values.append(self._column(batch[a], b))
-            elif kind == FUNCTION:
-                values.append(a(*[values[i] for i in b]))
-            elif a.arrow in unchecked:
-                values.append(self._first_external_call(a.arrow, modules[a.arrow], [values[i] for i in b]))
-            else:
-                try:
-                    values.append(modules[a.arrow](*[values[i] for i in b]))
-                except DiagramError as e:
-                    raise self._index_error(a, e) from None
-        self._last["counts"] = self._plan_counts
-        return values, [fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances]
+    def _apply_model(self, name: str, args: list[torch.Tensor], position: int) -> torch.Tensor:
+        """Apply model arrow ``name`` (step ``position`` of the plan): an external one's first call is checked."""
+        module = self._modules[name]
+        if name in self._unchecked:
+            return self._first_external_call(name, module, args)
+        try:
+            return module(*args)
+        except DiagramError as e:
+            raise self._index_error(position, e) from None
 
-    def _total(self, distances: list[torch.Tensor]) -> torch.Tensor:
+    def _run(self, batch: Batch) -> list[torch.Tensor]:
+        """Every planned term's value on one batch, in plan order.
+
+        The loop runs before every training step, so it is written for speed:
+        locals instead of attributes, and one-argument steps (most of them)
+        take the first branches without building an argument list.
+        """
+        self._check_batch(batch)
+        modules, unchecked, device, dtype = self._modules, self._unchecked, self._device, self._dtype
+        values: list[torch.Tensor] = []
+        append = values.append
+        for kind, a, b in self._program:
+            if kind == MODEL1 and a not in unchecked:
+                try:
+                    append(modules[a](values[b]))
+                except DiagramError as e:
+                    raise self._index_error(len(values), e) from None
+            elif kind == DATA:
+                col = batch[a]
+                # the batch check vetted dtype and shape; a float column still needs the compute dtype
+                if not (isinstance(col, torch.Tensor) and col.device == device and (not b or col.dtype == dtype)):
+                    col = to_tensor(col, dtype if b else None, device)
+                append(col)
+            elif kind == FUNCTION1:
+                append(a(values[b]))
+            elif kind == FUNCTION:
+                append(a(*[values[i] for i in b]))
+            else:
+                append(self._apply_model(a, [values[i] for i in (b if kind == MODEL else (b,))], len(values)))
+        self._last["counts"] = self._plan_counts
+        return values
+
+    def _total(self, distances: Iterable[torch.Tensor]) -> torch.Tensor:
         """Σ weightₖ · distanceₖ in equation order (SPEC §6.3); 0 without equations."""
         total: torch.Tensor | None = None
         for weight, d in zip(self._weights, distances):
@@ -272,11 +296,13 @@ class CompiledDiagram(nn.ModuleDict):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The total loss on ``batch`` (column → array or tensor, batch first), a 0-d tensor."""
-        return self._total(self._run(batch)[1])
+        values = self._run(batch)
+        return self._total(fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances)
 
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
-        values, distances = self._run(batch)
+        values = self._run(batch)
+        distances = [fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances]
         return Evaluation(self._total(distances),
                           dict(zip(self._equation_names, distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
