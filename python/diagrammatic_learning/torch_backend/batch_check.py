@@ -52,24 +52,26 @@ class BatchChecker:
     def __init__(self, diagram: Diagram):
         self.diagram = diagram
         self.columns = _columns(diagram)
-        # the hot loop reads plain tuples: (column, data object, per-example shape, allowed dtypes, classes);
+        # the hot loop reads plain tuples: (column, data object, rank, per-example shape, allowed dtypes, classes);
         # classes is None where there is no range to check, also when every example is empty (a 0 in the shape)
-        self._rules = tuple((c.name, c.data_object, c.per_example, _INT64 if c.integer else _FLOATS,
+        self._rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example,
+                             _INT64 if c.integer else _FLOATS,
                              None if c.classes is None or 0 in c.per_example else c.classes)
                             for c in self.columns)
 
     def __call__(self, batch: Mapping[str, Any]) -> None:
         """Return if every column passes; otherwise raise ``check_batch``'s ``DiagramError``.
 
-        One flat loop, no helper calls: it runs before every forward pass.
+        One flat loop, no helper calls: it runs before every forward pass. Rank-1
+        columns (labels) need no slice of the shape, which costs as much as the rest.
         """
         sizes: dict[str, int] = {}
-        for name, data_object, per_example, dtypes, classes in self._rules:
+        for name, data_object, rank, per_example, dtypes, classes in self._rules:
             col = batch.get(name)
             if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes:
                 return self._report(batch)
             shape = col.shape
-            if not shape or not shape[0] or shape[1:] != per_example \
+            if len(shape) != rank or not shape[0] or (rank > 1 and shape[1:] != per_example) \
                     or sizes.setdefault(data_object, shape[0]) != shape[0]:
                 return self._report(batch)
             if classes is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -84,7 +84,6 @@ class CompiledDiagram(nn.ModuleDict):
         self._plan_counts = {name: 0 for name in diagram.arrows}
         for step in self._plan.steps:
             self._plan_counts[step.arrow] += 1
-        self._weights = tuple(float(e.weight) for e in self._equations)  # must match _distances, in order
         self._equation_names = tuple(e.name for e in self._equations)
         # every data arrow's column is checked (SPEC §8), not only those the equations read
         self._check_batch = BatchChecker(diagram)
@@ -147,9 +146,10 @@ class CompiledDiagram(nn.ModuleDict):
             else:
                 program.append((MODEL1, step.arrow, step.args[0]) if one else (MODEL, step.arrow, step.args))
         self._program = tuple(program)
-        self._distances = tuple(
+        # (lhs value, rhs value, distance, weight) of each equation, in equation order
+        self._losses = tuple(
             (e.lhs, e.rhs, distance_fn(e.equation.distance, d.objects[e.equation.object], e.rhs_encoding,
-                                       self._dtype))
+                                       self._dtype), float(e.equation.weight))
             for e in self._plan.equations)
 
     def _bind(self, modules: Mapping[str, nn.Module]) -> None:
@@ -286,25 +286,29 @@ class CompiledDiagram(nn.ModuleDict):
         self._last["counts"] = self._plan_counts
         return values
 
-    def _total(self, distances: Iterable[torch.Tensor]) -> torch.Tensor:
-        """Σ weightₖ · distanceₖ in equation order (SPEC §6.3); 0 without equations."""
+    def _total(self, values: list[torch.Tensor], distances: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Σ weightₖ · distanceₖ in equation order (SPEC §6.3), 0 without equations; each distance is
+        appended to ``distances`` if given (``forward`` builds no list)."""
         total: torch.Tensor | None = None
-        for weight, d in zip(self._weights, distances):
-            term = d if weight == 1.0 else weight * d
+        for lhs, rhs, distance, weight in self._losses:
+            term = distance(values[lhs], values[rhs])
+            if distances is not None:
+                distances.append(term)
+            if weight != 1.0:
+                term = weight * term
             total = term if total is None else total + term
         return torch.zeros((), dtype=self._dtype, device=self._device) if total is None else total
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The total loss on ``batch`` (column → array or tensor, batch first), a 0-d tensor."""
-        values = self._run(batch)
-        return self._total(fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances)
+        return self._total(self._run(batch))
 
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
         values = self._run(batch)
-        distances = [fn(values[lhs], values[rhs]) for lhs, rhs, fn in self._distances]
-        return Evaluation(self._total(distances),
-                          dict(zip(self._equation_names, distances)),
+        distances: list[torch.Tensor] = []
+        total = self._total(values, distances)
+        return Evaluation(total, dict(zip(self._equation_names, distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
 
     # -- weights
