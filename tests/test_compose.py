@@ -4,7 +4,6 @@ The expected diagrams and equation lists are written by hand from the rules in
 compose.py's docstring and SPEC §5–6, not produced by the code under test.
 """
 
-import argparse
 import json
 import os
 from pathlib import Path
@@ -15,7 +14,6 @@ import pytest
 from diagrammatic_learning import Diagram, DiagramError, Distance, dumps, equations, load, mlp
 from diagrammatic_learning.compose import (disjoint_union, glue, gluing, namespace, rename, rename_weights,
                                            replace_model, restrict)
-from diagrammatic_learning import compose_commands
 from diagrammatic_learning.reference import evaluate
 from diagrammatic_learning.tensorfiles import parameter_shapes, read_safetensors, write_safetensors
 
@@ -378,18 +376,7 @@ def test_replace_model():
 # ----------------------------------------------------------------------------- dlearn glue
 
 
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    compose_commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    try:
-        return args.func(args)
-    except DiagramError as e:
-        run_cli.error = e
-        return 1
-
-
-def test_cli_glue_writes_the_glued_file_and_weights(tmp_path):
+def test_cli_glue_writes_the_glued_file_and_weights(tmp_path, run_cli):
     from diagrammatic_learning import save
     t1, t2 = single_task(1), single_task(2)
     save(t1, tmp_path / "a.json")
@@ -410,7 +397,7 @@ def test_cli_glue_writes_the_glued_file_and_weights(tmp_path):
     np.testing.assert_array_equal(merged["head2.layers.0.bias"], w2["head2.layers.0.bias"])
 
 
-def test_cli_glue_errors_name_the_file_and_write_nothing(tmp_path):
+def test_cli_glue_errors_name_the_file_and_write_nothing(tmp_path, run_cli):
     from diagrammatic_learning import save
     save(single_task(1), tmp_path / "a.json")
     save(single_task(2), tmp_path / "b.json")

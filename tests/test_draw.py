@@ -1,6 +1,5 @@
 """Drawing diagrams: SVG/PNG through Graphviz, DOT source, Mermaid text, equation highlighting, `dlearn draw`."""
 
-import argparse
 import re
 import shutil
 import struct
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from diagrammatic_learning import Architecture, Diagram, DiagramError, load, mlp
-from diagrammatic_learning import compose_commands
 from diagrammatic_learning.draw import (LHS_COLOR, RHS_COLOR, GraphvizNotFound, draw, drawing, to_graphviz,
                                         to_mermaid)
 
@@ -145,18 +143,7 @@ def test_without_dot_svg_says_how_to_install_and_dot_still_works(monkeypatch, tm
     assert not (tmp_path / "out.svg").exists()
 
 
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser()
-    compose_commands.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(list(argv))
-    try:
-        return args.func(args)
-    except DiagramError as e:
-        run_cli.error = e
-        return 1
-
-
-def test_cli_draw_formats(tmp_path):
+def test_cli_draw_formats(tmp_path, run_cli):
     from diagrammatic_learning import save
     d = built()[0]
     save(d, tmp_path / "d.json")
@@ -169,7 +156,7 @@ def test_cli_draw_formats(tmp_path):
 
 
 @needs_dot
-def test_cli_draw_svg_with_an_equation(tmp_path):
+def test_cli_draw_svg_with_an_equation(tmp_path, run_cli):
     from diagrammatic_learning import save
     d = built()[0]
     save(d, tmp_path / "d.json")
@@ -178,7 +165,7 @@ def test_cli_draw_svg_with_an_equation(tmp_path):
     assert {*d.objects, *d.arrows} <= words
 
 
-def test_cli_draw_error_names_the_file(tmp_path):
+def test_cli_draw_error_names_the_file(tmp_path, run_cli):
     (tmp_path / "bad.json").write_text('{"format": "learning-diagram", "format_version": "1.0", "objects": 3, '
                                        '"arrows": []}')
     assert run_cli("draw", str(tmp_path / "bad.json"), "-o", str(tmp_path / "x.svg")) == 1
