@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-julia conformance clean
+.PHONY: demo test test-julia julia-schema conformance clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,11 @@ test-julia: $(STAMP)
 	julia --project=julia -e 'using Pkg; Pkg.instantiate(); Pkg.test()'
 	$(BIN)/python -m pip install -q -e '.[julia]'
 	$(BIN)/dlearn conformance --backend julia
+
+# The Julia package ships its own copy of the JSON Schema (it must work installed on its own);
+# tests/test_julia_packaging.py fails when the copy differs from schema/.
+julia-schema:
+	cp schema/learning-diagram.schema.json julia/schema/learning-diagram.schema.json
 
 conformance: $(STAMP)
 	$(BIN)/dlearn conformance --backend all

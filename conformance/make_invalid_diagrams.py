@@ -221,6 +221,34 @@ CASES: dict[str, Case] = {
 }
 
 
+# --- JSON text (SPEC §1) that json.dumps cannot write: a case's mutation puts a placeholder
+# string, which build() replaces by the raw text. Every reader must give the one expected problem.
+def explicit(d: dict) -> dict:
+    return d["equations"]["explicit"][0]
+
+
+def nested_arrays(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+TEXT_CASES: dict[str, Case] = {
+    # 1e400 is read as infinite (bad-value at its place), even where an x- key would hide it
+    "number-overflows-to-infinity": ("bad-value", "/equations/explicit/0/weight",
+                                     lambda d: (explicit(d).update(weight="@1e400@"),
+                                                d.update({"x-ignored": "@1e400@"}))),
+    # 1e-400 is read as 0.0, so a temperature of 1e-400 is a temperature of zero
+    "number-underflows-to-zero": ("bad-value", "/equations/explicit/0/distance/temperature",
+                                  lambda d: explicit(d)["distance"].update(temperature="@1e-400@")),
+    "nan-literal": ("malformed-json", "", lambda d: explicit(d).update(weight=float("nan"))),
+    "infinity-literal": ("malformed-json", "", lambda d: d.update({"x-big": float("inf")})),
+    "duplicate-key": ("malformed-json", "", lambda d: d.update({"x-twice": "@duplicate@"})),
+    "nesting-too-deep": ("malformed-json", "", lambda d: d.update({"x-deep": "@deep513@"})),
+}
+PLACEHOLDERS = {'"@1e400@"': "1e400", '"@1e-400@"': "1e-400",
+                '"@duplicate@"': '{"k": 1, "k": 2}', '"@deep513@"': nested_arrays(512)}
+CASES.update(TEXT_CASES)
+
+
 def image_object(d: dict) -> None:
     d["objects"].append({"name": "I", "kind": "tensor", "shape": [1, 4, 4], "dtype": "float32"})
 
@@ -235,7 +263,10 @@ def build(name: str) -> tuple[str, dict]:
     if name in NEEDS_IMAGE:
         image_object(d)
     mutate(d)
-    return json.dumps(d, indent=2) + "\n", {"code": code, "pointer": ptr}
+    text = json.dumps(d, indent=2) + "\n"
+    for placeholder, raw in PLACEHOLDERS.items():
+        text = text.replace(placeholder, raw)
+    return text, {"code": code, "pointer": ptr}
 
 
 def main() -> None:

@@ -104,3 +104,28 @@ def test_importing_the_bridge_starts_nothing():
             "print(sorted(m for m in ('torch', 'juliacall') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_without_julia_juliapkg_downloads_one_unless_forbidden(fresh_state, monkeypatch):
+    """juliacall's convention: with no Julia ≥ 1.10, the first start has juliapkg download one;
+    DIAGRAMMATIC_LEARNING_NO_JULIA_DOWNLOAD=1 (or PYTHON_JULIAPKG_OFFLINE) forbids it, and the reason names it."""
+    monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: object())
+    for name in ("PYTHON_JULIACALL_EXE", "PYTHON_JULIAPKG_EXE", "PYTHON_JULIAPKG_OFFLINE", runtime.NO_DOWNLOAD_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(runtime.shutil, "which", lambda name: None)
+    no_julia = types.ModuleType("juliapkg.find_julia")
+
+    def find_julia(**kwargs):
+        raise Exception("could not find Julia")
+
+    no_julia.find_julia = find_julia
+    monkeypatch.setitem(sys.modules, "juliapkg.find_julia", no_julia)
+    ok, reason = runtime.is_available()
+    assert ok and "juliapkg will download one" in reason and runtime.NO_DOWNLOAD_VARIABLE in reason
+    monkeypatch.setenv(runtime.NO_DOWNLOAD_VARIABLE, "1")
+    ok, reason = runtime.is_available()
+    assert not ok and f"{runtime.NO_DOWNLOAD_VARIABLE} forbids downloading one" in reason
+    monkeypatch.delenv(runtime.NO_DOWNLOAD_VARIABLE)
+    monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "yes")
+    ok, reason = runtime.is_available()
+    assert not ok and "PYTHON_JULIAPKG_OFFLINE forbids downloading one" in reason

@@ -22,11 +22,11 @@ module DiagrammaticLearning
 
 import Flux
 import JLD2
+import JSON
 import SafeTensors
 using ChainRulesCore: ignore_derivatives
 using Random: AbstractRNG, default_rng, rand, randn
-using SpecialFunctions: erf
-using Statistics: mean
+import SpecialFunctions  # loading it defines NNlib.gelu_erf (NNlib's NNlibSpecialFunctionsExt)
 
 export Problem, DiagramError, error_code, error_pointer
 export Diagram, DataObject, TensorObject, CategoricalObject, DataArrow, FunctionArrow, ModelArrow
@@ -41,8 +41,6 @@ export CompiledDiagram, compile_diagram, Batch, load_batch, load_weights
 export diagram_loss, evaluate_diagram, Evaluation, evaluate_files, term_values
 export training_state, train_step!, canonical_weights, save_weights
 export save_flux_model, load_flux_model
-export Along, parse_along, Gluing, gluing, glue, disjoint_union, rename_diagram, namespace_diagram
-export restrict_diagram, replace_model, rename_weights, glued_weights
 
 include("errors.jl")
 include("json.jl")
@@ -62,7 +60,5 @@ include("numerics.jl")
 include("evaluate.jl")
 include("flux_files.jl")
 include("bridge.jl")
-
-include("compose.jl")  # composing diagrams: glue, union, renaming, restriction, model swaps
 
 end

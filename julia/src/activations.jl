@@ -1,46 +1,24 @@
-# The exact scalar functions of SPEC §4 and §3.2, written from the spec's formulas. NNlib's
-# versions differ on purpose (`gelu` is the tanh approximation; Dense and LSTMCell swap in
-# `sigmoid_fast` / `tanh_fast`; `elu` uses `exp(x) - 1` under fastmath), which breaks 1e-12
-# agreement with the other backends. These are plain functions: broadcasting them under Zygote
-# differentiates them with dual numbers (ForwardDiff knows erf, expm1, log1p).
+# The scalar functions of SPEC §4 and §3.2. Where NNlib (re-exported by Flux) computes exactly
+# the spec's formula, its function is used, with its hand-written gradient rule:
+# `Flux.relu` (`ifelse(x < 0, 0, x)`), `Flux.σ` (`t = exp(-|x|)`, then `1/(1+t)` or `t/(1+t)`,
+# the NumPy reference's form), `Flux.softplus` (`log1p(exp(x))` for x < 0, else
+# `x + log1p(exp(-x))`: no threshold), and `Flux.gelu_erf` (`x/2 · (1 + erf(x/√2))`, defined by
+# NNlib's SpecialFunctions extension, loaded because this package loads SpecialFunctions).
+# Read in NNlib's `src/activations.jl` and `ext/NNlibSpecialFunctionsExt.jl`. NNlib's `gelu` is
+# the tanh approximation, and Dense and LSTMCell swap in `sigmoid_fast`/`tanh_fast`, so those
+# are not used. The functions below are this package's own, each for the reason it gives; they
+# are plain functions, which Zygote differentiates by dual numbers when broadcast.
 
-"""
-    exact_relu(x)
-
-`max(x, 0)`.
-"""
-exact_relu(x::Real) = max(x, zero(x))
-
-"""
-    exact_sigmoid(x)
-
-`1 / (1 + exp(-x))`, computed with `e = exp(-|x|)` as `1 / (1 + e)` for `x ≥ 0` and `e / (1 + e)`
-otherwise (as the NumPy reference does): `exp` never overflows, so the dual-number derivative
-stays finite for very negative `x` (`1 / (1 + Inf)` would give a NaN partial).
-"""
-function exact_sigmoid(x::Real)
-    e = exp(-abs(x))
-    return ifelse(x >= zero(x), one(x) / (one(x) + e), e / (one(x) + e))
-end
-
-"""
-    exact_gelu(x)
-
-The exact GELU, `x · (1 + erf(x/√2)) / 2` (not the tanh approximation).
-"""
-exact_gelu(x::Real) = x * (one(x) + erf(x / sqrt(oftype(x, 2)))) / 2
-
-"""
-    exact_softplus(x)
-
-`log(1 + exp(x))` with no threshold, computed as `max(x, 0) + log1p(exp(-|x|))`.
-"""
-exact_softplus(x::Real) = max(x, zero(x)) + log1p(exp(-abs(x)))
+const spec_relu = Flux.relu
+const spec_sigmoid = Flux.σ
+const spec_softplus = Flux.softplus
+const spec_gelu = Flux.gelu_erf
 
 """
     exact_leaky_relu(x, slope)
 
-`x` if `x ≥ 0`, else `slope · x`.
+`x` if `x ≥ 0`, else `slope · x`. Own function: NNlib's `leakyrelu` rule returns a NaN gradient
+for the slope (its `NO_ACT_GRAD`), which would land in the gradient of the layer's field.
 """
 exact_leaky_relu(x::Real, slope::Real) = ifelse(x >= zero(x), x, slope * x)
 
@@ -48,7 +26,8 @@ exact_leaky_relu(x::Real, slope::Real) = ifelse(x >= zero(x), x, slope * x)
     exact_elu(x, alpha)
 
 `x` if `x > 0`, else `alpha · expm1(x)`; `expm1` only sees `x ≤ 0`, so the unused branch
-cannot overflow.
+cannot overflow. Own function: NNlib's `elu` computes `exp(x) - 1` under `@fastmath`, which
+loses the digits of small `|x|` that the spec's (and PyTorch's) `expm1` keeps.
 """
 exact_elu(x::Real, alpha::Real) = ifelse(x > zero(x), x, alpha * expm1(min(x, zero(x))))
 

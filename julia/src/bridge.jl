@@ -140,25 +140,80 @@ end
 bridge_array(x::AbstractArray, ::Type{T}) where {T} = eltype(x) <: Integer ? Array{Int64}(x) : Array{T}(x)
 
 """
-    bridge_forward(model, dtype, inputs...) -> Array
+    with_mode(f, model, training::Bool)
 
-The model applied to one batch per source (storage layout, batch last), floats in `dtype`.
+`f()` with the model's Dropout layers in PyTorch's mode: active when `training` (PyTorch's
+`train()`), inactive otherwise (`eval()`), whether or not inside a gradient; Flux's automatic
+mode (active only inside a gradient) is restored afterwards.
 """
-function bridge_forward(model, dtype::AbstractString, inputs...)
+function with_mode(f, model, training::Bool)
+    Flux.testmode!(model, !training)
+    try
+        return f()
+    finally
+        Flux.testmode!(model, :auto)
+    end
+end
+
+apply_model(model, xs...) = length(xs) == 1 ? model(xs[1]) : model(xs...)
+
+"""
+    bridge_forward(model, dtype, inputs...; training=false) -> Array
+
+The model applied to one batch per source (storage layout, batch last), floats in `dtype`, in
+PyTorch's `train()` (`training = true`) or `eval()` mode (see [`with_mode`](@ref)).
+"""
+function bridge_forward(model, dtype::AbstractString, inputs...; training::Bool = false)
     T = parse_dtype(dtype)
     xs = map(x -> bridge_array(x, T), inputs)
-    return length(xs) == 1 ? model(xs[1]) : model(xs...)
+    return with_mode(() -> apply_model(model, xs...), model, training)
 end
 
 """
-    bridge_input_gradients(model, dtype, output_gradient, inputs...) -> Vector
+    bridge_forward_pullback(model, dtype, inputs...; training=false) -> (Array, pullback)
 
-The gradient of `⟨output_gradient, model(inputs...)⟩` with respect to each input (`nothing` for
-integer inputs): the backward pass of a Flux model used inside a PyTorch graph.
+The forward pass and its pullback together, for a backward pass that must see the forward
+pass's own random numbers (Dropout in training mode): give the pullback to
+[`bridge_pullback`](@ref) later.
 """
-function bridge_input_gradients(model, dtype::AbstractString, output_gradient, inputs...)
+function bridge_forward_pullback(model, dtype::AbstractString, inputs...; training::Bool = false)
     T = parse_dtype(dtype)
     xs = map(x -> bridge_array(x, T), inputs)
-    _, back = Flux.pullback((args...) -> length(args) == 1 ? model(args[1]) : model(args...), xs...)
+    y, back = with_mode(() -> Flux.pullback((args...) -> apply_model(model, args...), xs...), model, training)
+    return (y, BridgePullback(back, T))
+end
+
+"""
+    BridgePullback
+
+A pullback and the float type of its gradients, kept by Python between the forward and the
+backward pass (one Julia object, so juliacall hands it back unchanged).
+"""
+struct BridgePullback{F}
+    back::F
+    T::Type
+end
+
+"""
+    bridge_pullback(pullback, output_gradient) -> Vector
+
+The input gradients from a pullback returned by [`bridge_forward_pullback`](@ref) (`nothing`
+for integer inputs).
+"""
+bridge_pullback(pullback::BridgePullback, output_gradient) =
+    collect(Any, pullback.back(Array{pullback.T}(output_gradient)))
+
+"""
+    bridge_input_gradients(model, dtype, output_gradient, inputs...; training=false) -> Vector
+
+The gradient of `⟨output_gradient, model(inputs...)⟩` with respect to each input (`nothing` for
+integer inputs): the backward pass of a Flux model used inside a PyTorch graph. The forward pass
+is recomputed, in evaluation mode unless `training` (then Dropout draws a new mask: use
+[`bridge_forward_pullback`](@ref) instead).
+"""
+function bridge_input_gradients(model, dtype::AbstractString, output_gradient, inputs...; training::Bool = false)
+    T = parse_dtype(dtype)
+    xs = map(x -> bridge_array(x, T), inputs)
+    _, back = with_mode(() -> Flux.pullback((args...) -> apply_model(model, args...), xs...), model, training)
     return collect(Any, back(Array{T}(output_gradient)))
 end

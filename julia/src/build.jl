@@ -37,11 +37,11 @@ function parameter(src::ParameterSource, ::Type{T}, path::AbstractString, logica
 end
 
 const PLAIN_ACTIVATIONS = Dict{String,Any}(
-    "relu" => exact_relu,
+    "relu" => spec_relu,
     "tanh" => tanh,
-    "sigmoid" => exact_sigmoid,
-    "gelu" => exact_gelu,
-    "softplus" => exact_softplus,
+    "sigmoid" => spec_sigmoid,
+    "gelu" => spec_gelu,
+    "softplus" => spec_softplus,
     "identity" => identity,
 )
 
@@ -59,6 +59,8 @@ function build_layer(layer::Layer, path::AbstractString, src::ParameterSource, :
         bound = 1 / sqrt(n_in)
         weight = parameter(src, T, "$path.weight", [n_out, n_in], (:uniform, bound))  # (in, out)
         bias = p["bias"] === true ? parameter(src, T, "$path.bias", [n_out], (:uniform, bound)) : false
+        # Dense without an activation: with `tanh`/`σ` inside, Flux would swap in `tanh_fast` /
+        # `sigmoid_fast` (NNlib's `fast_act`); the vocabulary's activations are separate layers.
         return Flux.Dense(permutedims(weight), bias)
     elseif t == "conv2d"
         c_in, c_out, groups = param_int(p, "in_channels"), param_int(p, "out_channels"), param_int(p, "groups")

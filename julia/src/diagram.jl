@@ -256,7 +256,7 @@ function diagram_from_json(doc::AbstractDict)
         push!(arrows, arrow_from_json(a))
         arrow_index[a["name"]] = length(arrows)
     end
-    eqs = get(doc, "equations", JSONObject())
+    eqs = get(doc, "equations", JSON.Object{String,Any}())
     explicit = ExplicitEquation[explicit_from_json(e) for e in get(eqs, "explicit", Any[])]
     max_terms = get(doc, "max_terms", nothing)
     return Diagram(get(doc, "name", nothing), get(doc, "description", nothing), objects, arrows, object_index,

@@ -19,11 +19,11 @@ element), `nothing` for `identity`; throws `ArgumentError` for a function outsid
 """
 function activation_layer(f)
     f === identity && return nothing
-    f in (exact_relu, Flux.relu) && return plain_layer("relu")
+    f === Flux.relu && return plain_layer("relu")
     f in (tanh, Flux.tanh_fast) && return plain_layer("tanh")
-    f in (exact_sigmoid, Flux.sigmoid, Flux.sigmoid_fast) && return plain_layer("sigmoid")
-    f in (exact_gelu, Flux.gelu_erf) && return plain_layer("gelu")
-    f in (exact_softplus, Flux.softplus) && return plain_layer("softplus")
+    f in (Flux.σ, Flux.sigmoid_fast) && return plain_layer("sigmoid")
+    f === Flux.gelu_erf && return plain_layer("gelu")
+    f === Flux.softplus && return plain_layer("softplus")
     f === Flux.leakyrelu && return plain_layer("leaky_relu", Dict("negative_slope" => 0.01))
     f === Flux.elu && return plain_layer("elu", Dict("alpha" => 1.0))
     f === Flux.softmax && return plain_layer("softmax")
@@ -100,7 +100,7 @@ export_layer(l::ZeroBasedEmbedding) = export_layer(l.embedding)
 function export_layer(l::Flux.LayerNorm)
     l.λ === identity || throw(ArgumentError("a LayerNorm with an activation is not in the vocabulary"))
     ns = reverse(collect(Int, l.size))
-    params = Dict{String,Any}("normalized_shape" => ns, "eps" => Float64(l.ϵ))
+    params = Dict{String,Any}("normalized_shape" => ns, "eps" => spec_float(l.ϵ))
     if l.diag isa Flux.Scale
         bias = l.diag.bias isa AbstractArray ? copy(l.diag.bias) : zero(l.diag.scale)
         return ExportedLayer[(Layer("layer_norm", params), Pair{String,Array}["weight" => copy(l.diag.scale), "bias" => bias])]
@@ -110,7 +110,7 @@ function export_layer(l::Flux.LayerNorm)
 end
 
 function export_layer(l::TorchLayerNorm)
-    params = Dict{String,Any}("normalized_shape" => reverse(collect(Int, l.shape)), "eps" => Float64(l.eps))
+    params = Dict{String,Any}("normalized_shape" => reverse(collect(Int, l.shape)), "eps" => spec_float(l.eps))
     if l.weight === nothing
         params["elementwise_affine"] = false
         return ExportedLayer[(Layer("layer_norm", params), Pair{String,Array}[])]
@@ -137,14 +137,14 @@ end
 
 function export_layer(l::Flux.Dropout)
     l.dims === Colon() || throw(ArgumentError("dropout along dimensions is not in the vocabulary"))
-    return ExportedLayer[plain_layer("dropout", Dict("p" => Float64(l.p)))]
+    return ExportedLayer[plain_layer("dropout", Dict("p" => spec_float(l.p)))]
 end
 
 function export_layer(l::Activation)
     name = String(l.name)
     l.param === nothing && return ExportedLayer[plain_layer(name)]
     key = name == "leaky_relu" ? "negative_slope" : "alpha"
-    return ExportedLayer[plain_layer(name, Dict(key => Float64(l.param)))]
+    return ExportedLayer[plain_layer(name, Dict(key => spec_float(l.param)))]
 end
 
 export_layer(l::SoftmaxLayer) = ExportedLayer[plain_layer(l.log ? "log_softmax" : "softmax")]

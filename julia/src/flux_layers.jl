@@ -96,20 +96,21 @@ end
 
 Flux.@layer TorchLayerNorm
 
+# The normalisation is NNlib's `normalise` (`(x .- μ) ./ sqrt.(σ² .+ eps)`, σ² the biased
+# variance: SPEC §4's formula), which `Flux.LayerNorm` calls too (Flux 0.16.11,
+# src/layers/normalise.jl). The layer itself stays this package's: it keeps the canonical
+# weight and bias as fields with PyTorch's names, and its `eps` in the model's float type.
 function (l::TorchLayerNorm)(x::AbstractArray)
-    dims = 1:length(l.shape)
-    μ = mean(x; dims = dims)
-    centred = x .- μ
-    σ² = mean(abs2.(centred); dims = dims)
-    y = centred ./ sqrt.(σ² .+ l.eps)
+    y = Flux.NNlib.normalise(x; dims = 1:length(l.shape), eps = l.eps)
     return l.weight === nothing ? y : y .* l.weight .+ l.bias
 end
 
 """
     TorchLSTM(weight_ih, weight_hh, bias_ih, bias_hh)
 
-A one-layer LSTM as PyTorch computes it (gates i, f, g, o; two biases; exact sigmoid and tanh),
-from `h₀ = c₀ = 0`, returning every step: input `(in, L, B)`, output `(hidden, L, B)`.
+A one-layer LSTM as PyTorch computes it (gates i, f, g, o; two biases; exact sigmoid and tanh).
+Own layer: `Flux.LSTMCell` has one bias and uses `sigmoid_fast`/`tanh_fast`, a few ulp off.
+It runs from `h₀ = c₀ = 0`, returning every step: input `(in, L, B)`, output `(hidden, L, B)`.
 `weight_ih` is `(4H, in)`, `weight_hh` `(4H, H)`, as in `Flux.LSTMCell`.
 """
 struct TorchLSTM{M,V}
@@ -128,10 +129,10 @@ function (l::TorchLSTM)(x::AbstractArray{T,3}) where {T}
     steps = []
     for t in axes(x, 2)
         z = l.weight_ih * x[:, t, :] .+ l.bias_ih .+ l.weight_hh * h .+ l.bias_hh
-        i = exact_sigmoid.(z[1:H, :])
-        f = exact_sigmoid.(z[H+1:2H, :])
+        i = spec_sigmoid.(z[1:H, :])
+        f = spec_sigmoid.(z[H+1:2H, :])
         g = tanh.(z[2H+1:3H, :])
-        o = exact_sigmoid.(z[3H+1:4H, :])
+        o = spec_sigmoid.(z[3H+1:4H, :])
         c = f .* c .+ i .* g
         h = o .* tanh.(c)
         steps = vcat(steps, [h])

@@ -58,8 +58,10 @@ function full_params(layer::Layer)
     return params
 end
 
-param_int(p::AbstractDict, key) = Int(p[key])
-param_ints(p::AbstractDict, key) = Int[Int(x) for x in p[key]]
+# Integers clamped to Int's range as `json_int` does: a literal too large for Int64 (read as a
+# BigInt) gives a checkable value instead of an `InexactError` escaping the checks.
+param_int(p::AbstractDict, key) = json_int(p[key])
+param_ints(p::AbstractDict, key) = json_ints(p[key])
 param_float(p::AbstractDict, key) = Float64(p[key])
 
 """

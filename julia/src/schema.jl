@@ -6,10 +6,12 @@
 """
     schema_file() -> String
 
-Where the interchange format's JSON Schema is: `schema/` beside the package's folder, as in the
-repository (`julia/` next to `schema/`) and in the Python wheel (`_data/julia` next to `_data/schema`).
+Where the interchange format's JSON Schema is: `schema/` inside this package's folder, a
+byte-identical copy of the repository's `schema/learning-diagram.schema.json` (`make
+julia-schema` writes it; a test of the Python suite compares them), so that the package works
+when installed on its own (`Pkg.add(url = ..., subdir = "julia")`) and in the Python wheel.
 """
-schema_file() = normpath(joinpath(@__DIR__, "..", "..", "schema", "learning-diagram.schema.json"))
+schema_file() = normpath(joinpath(@__DIR__, "..", "schema", "learning-diagram.schema.json"))
 
 const SCHEMA_CACHE = Ref{Any}(nothing)
 
@@ -185,7 +187,7 @@ end
 
 function additional_properties(x, schema)
     declared = get(schema, "properties", nothing)
-    patterns = [Regex(p) for p in keys(get(schema, "patternProperties", JSONObject()))]
+    patterns = [Regex(p) for p in keys(get(schema, "patternProperties", JSON.Object{String,Any}()))]
     return [k for k in keys(x) if !(declared !== nothing && haskey(declared, k)) && !any(occursin(r, k) for r in patterns)]
 end
 
@@ -206,7 +208,7 @@ function schema_problems(doc)
         if v.keyword == "required"
             push!(problems, Problem(code, json_pointer(v.path..., v.detail), "missing required key $(repr(v.detail))"))
         elseif v.keyword == "additionalProperties"
-            allowed = get(v.schema, "properties", JSONObject())
+            allowed = get(v.schema, "properties", JSON.Object{String,Any}())
             for k in keys(v.instance)
                 haskey(allowed, k) || startswith(k, "x-") ||
                     push!(problems, Problem(code, json_pointer(v.path..., k), "unknown key $(repr(k))"))

@@ -69,10 +69,13 @@ end
     atomic_write(f, path)
 
 Call `f(io)` on a temporary file beside `path`, then rename it to `path`; on failure nothing is left.
+The file is created by `open(tmp, "w")`, so it gets the mode a plain write gives (0666 less the
+umask, as Python's writer restores), not `mktemp`'s private 0600.
 """
 function atomic_write(f, path::AbstractString)
     folder = dirname(abspath(path))
-    tmp, io = mktemp(folder; cleanup = false)
+    tmp = tempname(folder; cleanup = false)
+    io = open(tmp, "w")
     try
         f(io)
         close(io)

@@ -25,7 +25,7 @@ function parse_document(text::AbstractString; source::AbstractString = "the docu
         return parse_json(text)
     catch err
         err isa JSONSyntaxError || rethrow()
-        throw(DiagramError("malformed-json", "", "$source: invalid JSON at line $(err.line), column $(err.column): $(err.message)"))
+        throw(DiagramError("malformed-json", "", "$source: $(err.message)"))
     end
 end
 
@@ -361,10 +361,21 @@ end
     load_diagram(doc::AbstractDict) -> Diagram
 
 Read a diagram file (or a parsed document) and check it completely: form, meaning and equations.
+A document given as a `Dict` has no key order, so problems within one object (unknown keys,
+non-finite numbers) come in sorted key order; pass a `JSON.Object` (as `parse_json` returns) or
+another ordered dictionary to keep the order of the text, as the Python library does.
 Throws a [`DiagramError`](@ref) listing every problem, with the codes and pointers of SPEC §10.
 """
 load_diagram(path::AbstractString) = diagram_from_document(read_document(path))
-load_diagram(doc::AbstractDict) = diagram_from_document(doc isa JSONObject ? doc : parse_json(json_text(doc)))
+function load_diagram(doc::AbstractDict)
+    document = try
+        json_document(doc)
+    catch err
+        err isa JSONSyntaxError || rethrow()
+        throw(DiagramError("malformed-json", "", "the document: $(err.message)"))
+    end
+    return diagram_from_document(document)
+end
 
 """
     parse_diagram(text::AbstractString) -> Diagram

@@ -9,12 +9,23 @@ using Random
 using Test
 
 const DL = DiagrammaticLearning
-const CONFORMANCE = normpath(joinpath(@__DIR__, "..", "..", "conformance"))
+# The conformance suite lives beside this package in the repository (`../../conformance`), not
+# inside it: a package installed on its own (Pkg.add with `subdir = "julia"`) runs without it,
+# skipping the tests that need its files, and says so. DIAGRAMMATIC_LEARNING_CONFORMANCE may
+# point at a copy.
+const CONFORMANCE = get(ENV, "DIAGRAMMATIC_LEARNING_CONFORMANCE", normpath(joinpath(@__DIR__, "..", "..", "conformance")))
+const HAS_CONFORMANCE = isdir(joinpath(CONFORMANCE, "cases")) && isdir(joinpath(CONFORMANCE, "invalid"))
 
 @testset "DiagrammaticLearning" begin
-    include("conformance.jl")
+    if HAS_CONFORMANCE
+        include("conformance.jl")
+    else
+        @warn "SKIPPED: the conformance suite is not at $CONFORMANCE, so its cases and the tests that " *
+              "read them (evaluation.jl) do not run; set DIAGRAMMATIC_LEARNING_CONFORMANCE to its folder"
+        @test_skip HAS_CONFORMANCE
+    end
     include("reading.jl")
     include("layers.jl")
-    include("evaluation.jl")
+    HAS_CONFORMANCE && include("evaluation.jl")
     include("models.jl")
 end

@@ -152,13 +152,50 @@ def read_document(source: str | os.PathLike) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise DiagramError.one("malformed-json", str(path), f"cannot read {path}: {e}") from None
     try:
-        return json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as e:
         raise DiagramError.one("malformed-json", "", f"{path}: invalid JSON at line {e.lineno}, "
                                                      f"column {e.colno}: {e.msg}") from None
+    except _NotJSON as e:
+        raise DiagramError.one("malformed-json", "", f"{path}: {e}") from None
     except RecursionError:
-        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest too deeply "
-                                                     f"for this reader") from None
+        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest more than "
+                                                     f"{MAX_JSON_DEPTH} deep") from None
+    if _too_deep(doc):
+        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest more than {MAX_JSON_DEPTH} deep")
+    return doc
+
+
+MAX_JSON_DEPTH = 512  # SPEC §1
+
+
+class _NotJSON(Exception):
+    """What SPEC §1 rejects beyond Python's json: NaN/Infinity literals, a key given twice."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not a JSON value (SPEC §1)")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise _NotJSON(f"the key {key!r} appears twice in one object (SPEC §1)")
+    return d
+
+
+def _too_deep(doc: Any) -> bool:
+    """Whether arrays and objects nest more than MAX_JSON_DEPTH deep (iteratively: no recursion)."""
+    stack = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
 
 
 def load(source: Source) -> Diagram:

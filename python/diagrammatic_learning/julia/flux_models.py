@@ -81,15 +81,30 @@ class FluxModel:
                 raise ValueError("a product model without input branches: pass inputs=<number of sources>")
         return cls.from_architecture(architecture, weights, dtype, inputs)
 
-    def __call__(self, *arrays: Any) -> np.ndarray:
-        """The model on one batch per source (batch first), as a batch-first NumPy array."""
-        y = julia_module().bridge_forward(self.julia_value, self.dtype, *(to_julia_layout(a) for a in arrays))
+    def __call__(self, *arrays: Any, training: bool = False) -> np.ndarray:
+        """The model on one batch per source (batch first), as a batch-first NumPy array; Dropout
+        active only when ``training`` (PyTorch's ``train()`` mode), as in PyTorch."""
+        y = julia_module().bridge_forward(self.julia_value, self.dtype, *(to_julia_layout(a) for a in arrays),
+                                          training=training)
         return _numpy(y)
 
-    def input_gradients(self, output_gradient: Any, *arrays: Any) -> list[np.ndarray | None]:
-        """The gradient of ``⟨output_gradient, model(arrays…)⟩`` with respect to each input (None for integer inputs)."""
+    def forward_with_pullback(self, *arrays: Any, training: bool = False) -> tuple[np.ndarray, Any]:
+        """The model's output and a Julia pullback for :meth:`pullback_gradients`: the backward pass
+        then sees the forward pass's own Dropout mask (training mode)."""
+        y, back = julia_module().bridge_forward_pullback(self.julia_value, self.dtype,
+                                                         *(to_julia_layout(a) for a in arrays), training=training)
+        return _numpy(y), back
+
+    def pullback_gradients(self, pullback: Any, output_gradient: Any) -> list[np.ndarray | None]:
+        """The input gradients from a pullback of :meth:`forward_with_pullback` (None for integer inputs)."""
+        grads = julia_module().bridge_pullback(pullback, to_julia_layout(output_gradient))
+        return [None if g is None else _numpy(g) for g in grads]
+
+    def input_gradients(self, output_gradient: Any, *arrays: Any, training: bool = False) -> list[np.ndarray | None]:
+        """The gradient of ``⟨output_gradient, model(arrays…)⟩`` with respect to each input (None for
+        integer inputs), the forward pass recomputed in evaluation mode unless ``training``."""
         grads = julia_module().bridge_input_gradients(self.julia_value, self.dtype, to_julia_layout(output_gradient),
-                                                      *(to_julia_layout(a) for a in arrays))
+                                                      *(to_julia_layout(a) for a in arrays), training=training)
         return [None if g is None else _numpy(g) for g in grads]
 
     def canonical_weights(self) -> dict[str, np.ndarray]:

@@ -70,7 +70,10 @@ def _version_of(executable: str) -> tuple[int, ...] | None:
 
 
 def _find_julia() -> tuple[str | None, str]:
-    """A Julia executable ≥ 1.10 that juliacall would use without downloading one, or None and why not."""
+    """A Julia executable ≥ 1.10 that juliacall would use, or ``JULIAPKG_DOWNLOAD`` when there is none
+    and juliapkg may download one (juliacall's convention: ``pip install`` plus a first start sets
+    Julia up), or None and why not (a download is forbidden by ``NO_DOWNLOAD_VARIABLE`` or
+    ``PYTHON_JULIAPKG_OFFLINE``)."""
     exe = os.environ.get("PYTHON_JULIACALL_EXE") or os.environ.get("PYTHON_JULIAPKG_EXE")
     if exe:
         version = _version_of(exe)
@@ -90,20 +93,39 @@ def _find_julia() -> tuple[str | None, str]:
         pass
     on_path = shutil.which("julia")
     version = _version_of(on_path) if on_path else None
-    if version is None:
-        return None, ("no Julia ≥ 1.10 found (on the PATH, through juliaup, or PYTHON_JULIAPKG_EXE); install "
-                      "one, for instance with juliaup")
-    if version < MIN_JULIA:
-        return None, f"the Julia on the PATH ({on_path}) is {'.'.join(map(str, version))}; the Flux.jl backend needs ≥ 1.10"
-    return on_path, f"Julia {'.'.join(map(str, version))} at {on_path}"
+    if version is not None and version >= MIN_JULIA:
+        return on_path, f"Julia {'.'.join(map(str, version))} at {on_path}"
+    found = ("no Julia ≥ 1.10 found (on the PATH, through juliaup, or PYTHON_JULIAPKG_EXE)" if version is None else
+             f"the Julia on the PATH ({on_path}) is {'.'.join(map(str, version))}; the Flux.jl backend needs ≥ 1.10")
+    forbidden = _download_forbidden()
+    if forbidden:
+        return None, f"{found}, and {forbidden}; install one, for instance with juliaup"
+    return JULIAPKG_DOWNLOAD, (f"{found}: juliapkg will download one when Julia first starts (set "
+                               f"{NO_DOWNLOAD_VARIABLE}=1 to forbid this)")
+
+
+NO_DOWNLOAD_VARIABLE = "DIAGRAMMATIC_LEARNING_NO_JULIA_DOWNLOAD"
+JULIAPKG_DOWNLOAD = "juliapkg download"  # stands for the Julia juliapkg will install
+
+
+def _download_forbidden() -> str:
+    """Why juliapkg may not download Julia here, or "" when it may (juliacall's default)."""
+    if os.environ.get(NO_DOWNLOAD_VARIABLE, "").lower() in ("1", "yes", "true"):
+        return f"{NO_DOWNLOAD_VARIABLE} forbids downloading one"
+    if os.environ.get("PYTHON_JULIAPKG_OFFLINE", "").lower() in ("1", "yes", "true"):
+        return "PYTHON_JULIAPKG_OFFLINE forbids downloading one"
+    return ""
 
 
 def is_available() -> tuple[bool, str]:
     """Whether the Flux.jl backend can run in this process, and why not if it cannot.
 
-    Cheap and side-effect free: it never starts Julia nor downloads anything. Reasons it gives:
-    juliacall is not installed; no Julia ≥ 1.10 is found; the Julia packages are not installed
-    and ``PYTHON_JULIAPKG_OFFLINE`` forbids installing them; an earlier start failed.
+    Cheap and side-effect free: it never starts Julia nor downloads anything. Without a Julia
+    ≥ 1.10 it says juliapkg will download one at the first start, as juliacall does, unless the
+    environment variable ``DIAGRAMMATIC_LEARNING_NO_JULIA_DOWNLOAD=1`` (or
+    ``PYTHON_JULIAPKG_OFFLINE``) forbids it. Reasons it gives: juliacall is not installed; no Julia
+    ≥ 1.10 is found and downloading one is forbidden; the Julia packages are not installed and
+    ``PYTHON_JULIAPKG_OFFLINE`` forbids installing them; an earlier start failed.
     """
     if _state["module"] is not None:
         return True, "Julia is running with the DiagrammaticLearning package"
