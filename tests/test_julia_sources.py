@@ -238,3 +238,121 @@ def test_project_and_juliapkg_declare_the_same_packages():
     assert re.search(rf'^name = "{JULIA_PACKAGE}"$', project, re.M)
     assert re.search(rf'^uuid = "{JULIA_PACKAGE_UUID}"$', project, re.M)
     assert (SRC / f"{JULIA_PACKAGE}.jl").is_file()
+
+
+# ----------------------------------------------------------------------------- Test macros
+
+# Julia's Test stdlib (stdlib/Test/src/Test.jl, read for Julia 1.10–1.12) expands `@test ex kws...`
+# by dropping `broken=`/`skip=` and passing the rest to `test_expr!`, which throws "invalid test
+# macro call" at expansion — so the whole file fails to load — unless `ex` is an `Expr(:call)` and
+# every keyword an `Expr(:(=))`. `@test_broken` and `@test_skip` pass all trailing arguments to
+# `test_expr!`. `@test_throws` takes exactly two arguments (no keyword form). In Julia's syntax
+# `a ≈ b`, `a == b`, `!a`, `isapprox(a, b)` are calls; `a && b`, `a || b`, chained comparisons
+# `a < b < c`, `a <: b`, blocks, `f.(x)` (a broadcast, `Expr(:.)`) are not.
+
+COMMENTS = ("line_comment", "block_comment", "comment")
+COMPARISONS = {"<", ">", "<=", ">=", "==", "!=", "===", "!==", "≈", "≉", "≤", "≥", "≠", "in", "∈", "∉", "isa", "<:",
+               ">:", "⊆", "⊇", "⊂", "⊃", "∋", "∌", ".<", ".>", ".<=", ".>=", ".==", ".!=", ".≈"}
+NOT_CALLS = {"&&", "||", "<:", ">:", "-->", ".&&", ".||"}
+
+
+def unparenthesized(node):
+    while node.type == "parenthesized_expression":
+        inner = [c for c in node.named_children if c.type not in COMMENTS]
+        if len(inner) != 1:
+            break
+        node = inner[0]
+    return node
+
+
+def binary_operator(node) -> str | None:
+    ops = [c for c in node.children if c.type == "operator"]
+    return ops[0].text.decode() if node.type == "binary_expression" and ops else None
+
+
+def is_call_expr(node) -> bool:
+    """Whether Julia parses this expression to `Expr(:call, …)` (what `test_expr!` requires)."""
+    node = unparenthesized(node)
+    if node.type in ("call_expression", "unary_expression"):
+        return True
+    op = binary_operator(node)
+    if op is None or op in NOT_CALLS:
+        return False
+    left = node.named_children[0]
+    return not (op in COMPARISONS and binary_operator(left) in COMPARISONS)  # a < b < c is Expr(:comparison)
+
+
+def macro_name(node) -> str:
+    ident = [c for c in node.children if c.type == "macro_identifier"]
+    return ident[0].text.decode() if ident else ""
+
+
+def assignment_key(node) -> str | None:
+    """`k` for an argument `k = v` (an `Expr(:(=))`), else None."""
+    if node.type != "assignment":
+        return None
+    ops = [c for c in node.children if c.type == "operator"]
+    if not ops or ops[0].text.decode() != "=" or node.named_children[0].type != "identifier":
+        return None
+    return node.named_children[0].text.decode()
+
+
+def macro_call_problems(root) -> list[tuple[int, str]]:
+    """Calls of Test's macros that throw when Julia expands them, as (line, reason)."""
+    problems = []
+    for n in nodes(root):
+        if n.type != "macrocall_expression":
+            continue
+        name = macro_name(n)
+        if name not in ("@test", "@test_broken", "@test_skip", "@test_throws"):
+            continue
+        lists = [c for c in n.children if c.type == "macro_argument_list"]
+        args = [c for c in lists[0].named_children if c.type not in COMMENTS] if lists else []
+        line = n.start_point[0] + 1
+        if name == "@test_throws":
+            if len(args) != 2:
+                problems.append((line, f"@test_throws takes two arguments, got {len(args)}"))
+            continue
+        if not args:
+            continue
+        trailing = args[1:]
+        if name == "@test":
+            trailing = [a for a in trailing if assignment_key(a) not in ("broken", "skip")]
+        if not trailing:
+            continue
+        if any(assignment_key(a) is None for a in trailing):
+            problems.append((line, f"{name}: a trailing argument is not `key = value`"))
+        elif not is_call_expr(args[0]):
+            problems.append((line, f"{name} with keywords on a tested expression that is not a call"))
+    return problems
+
+
+def test_the_macro_check_catches_what_julia_rejects():
+    bad = b"""@test reply["ok"] === true && x \xe2\x89\x88 y rtol = 1e-12
+@test a || b atol = 1
+@test a < b < c atol = 1
+@test begin x end k = 1
+@test f.(x) k = 1
+@test x \xe2\x89\x88 y 1e-3
+@test_broken a && b rtol = 1
+@test_throws E f(x) k = 1
+@test a <: b k = 1
+"""
+    good = b"""@test x \xe2\x89\x88 y rtol = 1e-12
+@test (x \xe2\x89\x88 y) atol = 1
+@test isapprox(a, b; rtol = 1)
+@test a == b broken = true
+@test a && b skip = true
+@test a && b
+@test a < b atol = 1
+@test (a < b) < c atol = 1
+@test_throws E f(x)
+"""
+    assert [line for line, _ in macro_call_problems(PARSER.parse(bad).root_node)] == list(range(1, 10))
+    assert macro_call_problems(PARSER.parse(good).root_node) == []
+
+
+@pytest.mark.parametrize("path", all_julia_files(), ids=lambda p: str(p.relative_to(JULIA)))
+def test_test_macros_expand(path: Path):
+    problems = macro_call_problems(tree(path).root_node)
+    assert not problems, "\n".join(f"{path.relative_to(ROOT)}:{line}: {why}" for line, why in problems)

@@ -135,6 +135,7 @@ end
         reply = DL.parse_json(DL.bridge_evaluate_arrays(read(files[1], String), "float64", DL.json_text(names),
                                                         DL.json_text(batch_names), "[]",
                                                         (weights[k] for k in names)..., (columns[k] for k in batch_names)...))
-        @test reply["ok"] === true && reply["result"]["total"] ≈ expected["total"] rtol = 1e-12
+        @test reply["ok"] === true
+        @test reply["result"]["total"] ≈ expected["total"] rtol = 1e-12
     end
 end
