@@ -47,6 +47,31 @@ end
         @test rebuilt(tokens .- 1) == embedding(tokens)  # the exported layer reads 0-based indices
     end
 
+    @testset "Float32 hyperparameters keep their declared values" begin
+        chain = Chain(Flux.LayerNorm(4; eps = 1f-5), DL.Activation(:leaky_relu, DL.exact_leaky_relu, 0.01f0),
+                      DL.Activation(:elu, DL.exact_elu, 0.3f0), Dropout(0.1f0))
+        arch, _ = export_model(chain)
+        @test arch.layers[1].params["eps"] === 1e-5  # not Float64(1f-5) == 9.99999974737875e-6
+        @test arch.layers[2].params["negative_slope"] === 0.01
+        @test arch.layers[3].params["alpha"] === 0.3
+        @test arch.layers[4].params["p"] === 0.1
+    end
+
+    @testset "Dropout follows PyTorch's train/eval mode across the bridge" begin
+        chain = Chain(Dense(4 => 64), Dropout(0.5), Dense(64 => 3)) |> f64
+        x = randn(rng, 4, 5)
+        ŷ = chain(x)  # outside a gradient Dropout is off
+        @test DL.bridge_forward(chain, "float64", x) ≈ ŷ
+        g = ones(3, 5)
+        grads = DL.bridge_input_gradients(chain, "float64", g, x)  # evaluation mode: no mask inside the pullback
+        @test grads[1] ≈ chain[1].weight' * (chain[3].weight' * g) rtol = 1e-12  # the linear map's transpose
+        @test chain[2].active === nothing  # Flux's automatic mode restored
+        y, back = DL.bridge_forward_pullback(chain, "float64", x; training = true)
+        @test size(DL.bridge_pullback(back, g)[1]) == size(x)
+        @test DL.bridge_pullback(back, g)[1] == DL.bridge_pullback(back, g)[1]  # the forward pass's own mask, every time
+        @test y != ŷ  # in training mode the mask was applied
+    end
+
     @testset "what has no equivalent" begin
         err = try
             export_model(Chain(Dense(2 => 2), Dense(2 => 2, Flux.gelu)))

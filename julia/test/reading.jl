@@ -1,4 +1,4 @@
-# Reading: JSON exactly as Python reads it, pointers, the schema's checks, terms and equations.
+# Reading: JSON text as SPEC §1 says (as the Python reader reads it), pointers, the schema's checks, terms and equations.
 
 # A small valid diagram: data into X and Y, a linear model X → Y.
 minimal_document() = DL.parse_json("""
@@ -22,24 +22,39 @@ function rejection(f)
     return nothing
 end
 
-@testset "JSON as Python reads it" begin
+@testset "JSON as SPEC §1 reads it" begin
     @test DL.parse_json("3") === 3
     @test DL.parse_json("-0") === 0
     @test DL.parse_json("3.0") === 3.0
     @test DL.parse_json("1e2") === 100.0
     @test DL.parse_json("123456789012345678901234567890") == big"123456789012345678901234567890"
-    @test isnan(DL.parse_json("NaN"))
-    @test DL.parse_json("-Infinity") == -Inf
+    @test DL.parse_json("1e400") === Inf  # beyond Float64: infinite, as Python's json reads it
+    @test DL.parse_json("-1e400") === -Inf
+    @test DL.parse_json("1e-400") === 0.0  # below Float64's range: zero
+    @test DL.parse_json("{\"a\": {\"b\": [1e-400, 1e400]}}")["a"]["b"] == Any[0.0, Inf]
     @test DL.parse_json(" [true, false, null] ") == Any[true, false, nothing]
     @test DL.parse_json("\"a\\u00e9\\ud83d\\ude00\\n\"") == "aé😀\n"
-    o = DL.parse_json("{\"b\": 1, \"a\": 2, \"b\": 3}")
-    @test collect(keys(o)) == ["b", "a"]  # first position, last value, as a Python dict
-    @test o["b"] == 3
-    for bad in ("{} x", "[1, 2,]", "01", "1.", "+1", "\"a\nb\"", "{'a': 1}", "", "[", "tru", "\"\\x\"")
+    o = DL.parse_json("{\"b\": 1, \"a\": 2}")
+    @test collect(keys(o)) == ["b", "a"]  # document order
+    for bad in ("{} x", "[1, 2,]", "01", "1.", "+1", "\"a\nb\"", "{'a': 1}", "", "[", "tru", "\"\\x\"",
+                "NaN", "Infinity", "-Infinity", "[1, NaN]", "{\"b\": 1, \"b\": 2}", "[{\"b\": 1, \"a\": 0, \"b\": 1}]",
+                "\ufeff{}", "[" ^ 513 * "]" ^ 513, "[" ^ 100_000)
         @test_throws DL.JSONSyntaxError DL.parse_json(bad)
     end
-    @test DL.json_text(Dict("a" => [1, 2.5, nothing, true, "q\""])) == "{\"a\": [1, 2.5, null, true, \"q\\\"\"]}"
-    @test DL.json_text([NaN, Inf, -Inf]) == "[NaN, Infinity, -Infinity]"
+    @test DL.parse_json("[" ^ 512 * "]" ^ 512) isa Vector{Any}  # SPEC §1: 512 levels are allowed
+    @test DL.parse_json("{\"[\": \"[[[\"}")["["] == "[[["  # brackets in strings do not nest
+    @test DL.parse_json(DL.json_text(Dict("a" => [1, 2.5, nothing, true, "q\""]))) ==
+          Dict("a" => Any[1, 2.5, nothing, true, "q\""])
+    @test DL.json_text([NaN, Inf, -Inf]) == "[NaN,Infinity,-Infinity]"  # Python's json reads these (bridge replies)
+    # A document given as Julia values: a Dict's keys sorted (it has no order), Float32 by its decimal.
+    doc = DL.json_document(Dict("b" => 1, "a" => Dict(:z => 0.1f0, :y => Int32(2)), "c" => (1, "x")))
+    @test collect(keys(doc)) == ["a", "b", "c"]
+    @test collect(keys(doc["a"])) == ["y", "z"]
+    @test doc["a"]["z"] === 0.1 && doc["a"]["y"] === 2
+    @test doc["c"] == Any[1, "x"]
+    @test DL.spec_float(1f-5) === 1e-5
+    @test DL.spec_float(0.01f0) === 0.01
+    @test DL.spec_float(Inf32) === Inf
     @test DL.json_pointer("arrows", 3, "a/b~c") == "/arrows/3/a~1b~0c"
     @test DL.json_pointer() == ""
 end
@@ -68,7 +83,8 @@ end
     @test rejection(() -> load_diagram(joinpath(@__DIR__, "no-such-file.json"))) ==
           [("malformed-json", joinpath(@__DIR__, "no-such-file.json"))]
     doc = minimal_document()
-    doc["objects"][3]["distance"] = DL.parse_json("{\"name\": \"cross_entropy\", \"label_smoothing\": NaN}")
+    doc["objects"][3]["distance"] = DL.parse_json("{\"name\": \"cross_entropy\", \"label_smoothing\": 0.0}")
+    doc["objects"][3]["distance"]["label_smoothing"] = NaN  # no NaN literal in JSON text (SPEC §1), but a value can be
     doc["x-note"] = Inf  # ignored under x- keys
     @test rejection(() -> load_diagram(doc)) == [("bad-value", "/objects/2/distance/label_smoothing")]
     @test rejection(() -> parse_diagram("[" ^ 2000 * "]" ^ 2000)) == [("malformed-json", "")]
