@@ -112,6 +112,10 @@ end
         saved = read_safetensors(path)
         @test Set(keys(saved)) == Set(keys(original))
         @test all(saved[k] ≈ original[k] for k in keys(original))
+        probe = tempname(dirname(path))
+        write(probe, "")
+        @test filemode(path) & 0o777 == filemode(probe) & 0o777  # a plain file's mode, not mktemp's private 0600
+        rm(probe)
         rm(path)
     end
 
