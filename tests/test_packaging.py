@@ -69,6 +69,7 @@ def test_the_wheel_has_them_where_the_library_looks(distributions):
     assert {"diagrammatic_learning/juliapkg.json", "diagrammatic_learning/julia/__init__.py",
             "diagrammatic_learning/julia/backend.py", data + "julia/Project.toml",
             data + "julia/src/DiagrammaticLearning.jl", data + "julia/test/runtests.jl",
+            data + "julia/schema/learning-diagram.schema.json",
             data + "schema/learning-diagram.schema.json"} <= names
     cases = {n.split("/")[4] for n in names if n.startswith(data + "conformance/cases/")}
     assert len(cases) >= 30
