@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-julia julia-schema conformance clean
+.PHONY: demo test test-julia test-julia-package test-julia-bridge julia-schema conformance clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,12 +28,17 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# On a machine with Julia >= 1.10 and network: the Flux.jl backend's own tests
-# and the conformance suite through the juliacall bridge.
-test-julia: $(STAMP)
+# On a machine with Julia >= 1.10 and network: the Flux.jl backend's own tests (Pkg.test()),
+# then the conformance suite and the bridge tests through juliacall (CI runs both halves).
+test-julia: test-julia-package test-julia-bridge
+
+test-julia-package:
 	julia --project=julia -e 'using Pkg; Pkg.instantiate(); Pkg.test()'
+
+test-julia-bridge: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[julia]'
 	$(BIN)/dlearn conformance --backend julia
+	$(BIN)/python -m pytest -q tests/test_julia_bridge.py tests/test_julia_runtime.py
 
 # The Julia package ships its own copy of the JSON Schema (it must work installed on its own);
 # tests/test_julia_packaging.py fails when the copy differs from schema/.

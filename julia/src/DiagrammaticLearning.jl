@@ -26,7 +26,8 @@ import JSON
 import SafeTensors
 using ChainRulesCore: ignore_derivatives
 using Random: AbstractRNG, default_rng, rand, randn
-import SpecialFunctions  # loading it defines NNlib.gelu_erf (NNlib's NNlibSpecialFunctionsExt)
+# fatou-ignore unused-import: loading SpecialFunctions defines NNlib.gelu_erf (NNlib's NNlibSpecialFunctionsExt)
+import SpecialFunctions
 
 export Problem, DiagramError, error_code, error_pointer
 export Diagram, DataObject, TensorObject, CategoricalObject, DataArrow, FunctionArrow, ModelArrow

@@ -142,5 +142,5 @@ json_value(x, ::Int) = x
 `x` as the Float64 of its shortest decimal: what a user who wrote `1f-5` or `0.01f0` declared
 (`Float64(1f-5)` is 9.99999974737875e-6). Float64 values and non-finite values are unchanged.
 """
-spec_float(x::Base.IEEEFloat) = isfinite(x) ? parse(Float64, string(x)) : Float64(x)
+spec_float(x::Union{Float16,Float32,Float64}) = isfinite(x) ? parse(Float64, string(x)) : Float64(x)
 spec_float(x::Real) = Float64(x)

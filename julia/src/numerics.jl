@@ -100,8 +100,8 @@ function distance_value(spec::DistanceSpec, p::AbstractArray, t::AbstractArray, 
     B = batch_size(p)
     n = length(p) ÷ B
     name = spec.name
-    name === :mse && return sum(abs2.(p .- t)) / (n * B)
-    name === :l1 && return sum(abs.(p .- t)) / (n * B)
+    name === :mse && return sum(abs2, p .- t) / (n * B)
+    name === :l1 && return sum(abs, p .- t) / (n * B)
     name === :huber && return sum(huber_term.(p .- t, T(spec.param))) / (n * B)
     name === :bce_logits && return sum(bce_logits_term.(p, t)) / (n * B)
     if name === :cosine
