@@ -4,6 +4,7 @@ A missing tool skips its test with the reason, never silently."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,20 @@ def test_the_workflows_pass_actionlint():
     result = subprocess.run([exe, "-no-color", *map(str, files)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_workflow_runs_the_suite_and_the_julia_tests_with_targets_that_exist():
+    """Without actionlint (or YAML) here: the workflow names what the issue asks, and every `make`
+    target it runs is a target of the Makefile."""
+    text = (WORKFLOWS / "ci.yml").read_text()
+    assert "uses: julia-actions/setup-julia@v2" in text
+    assert 'julia-version: ["1.10", "1"]' in text  # the oldest supported and the current release
+    targets = set(re.findall(r"^([A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*):", (ROOT / "Makefile").read_text(), re.M))
+    if re.search(r"^\$\(STAMP\):", (ROOT / "Makefile").read_text(), re.M):
+        targets.add(".venv/.installed")  # STAMP := $(VENV)/.installed
+    run = re.findall(r"\bmake ([A-Za-z0-9_./-]+)", text)
+    assert {"test", "test-julia-package", "test-julia-bridge"} <= set(run)
+    assert set(run) <= targets, sorted(set(run) - targets)
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^test-julia: test-julia-package test-julia-bridge$", makefile, re.M)
+    assert "Pkg.test()" in makefile
