@@ -71,6 +71,7 @@ CASES: dict[str, Case] = {
     "unsupported-version": ("unsupported-version", "/format_version", lambda d: d.update(format_version="2.0")),
     "missing-objects": ("missing-key", "/objects", lambda d: d.pop("objects")),
     "unknown-top-level-key": ("unknown-key", "/equation", lambda d: d.update(equation={})),
+    "schema-key-not-a-string": ("wrong-type", "/$schema", lambda d: d.update({"$schema": 1})),
     "shape-not-a-list": ("wrong-type", "/objects/1/shape", lambda d: d["objects"][1].update(shape="4")),
     "unknown-dtype": ("bad-value", "/objects/1/dtype", lambda d: d["objects"][1].update(dtype="float16")),
     "unknown-layer-type": ("bad-value", "/arrows/3/architecture/layers/1/type",

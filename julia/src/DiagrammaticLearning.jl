@@ -46,6 +46,7 @@ export save_flux_model, load_flux_model
 include("errors.jl")
 include("json.jl")
 include("schema.jl")
+include("vocabulary.jl")
 include("diagram.jl")
 include("layers.jl")
 include("distances.jl")

@@ -1,16 +1,7 @@
-# The distance vocabulary's metadata (SPEC §7): defaults and where each distance is allowed.
+# The distance vocabulary's metadata (SPEC §7): defaults (from the schema, vocabulary.jl) and where each
+# distance is allowed.
 
 const DEFAULT_DISTANCE = Dict("tensor" => "mse", "categorical" => "cross_entropy")
-
-const DISTANCE_DEFAULTS = Dict{String,Dict{String,Float64}}(
-    "mse" => Dict{String,Float64}(),
-    "l1" => Dict{String,Float64}(),
-    "bce_logits" => Dict{String,Float64}(),
-    "huber" => Dict{String,Float64}("delta" => 1.0),
-    "cosine" => Dict{String,Float64}("eps" => 1e-8),
-    "cross_entropy" => Dict{String,Float64}("label_smoothing" => 0.0),
-    "kl_div" => Dict{String,Float64}("temperature" => 1.0),
-)
 
 const DISTANCES_ALLOWED_ON = Dict(
     "tensor" => ("mse", "l1", "huber", "cosine", "bce_logits"),
@@ -23,7 +14,7 @@ const DISTANCES_ALLOWED_ON = Dict(
 The distance with every default parameter filled in, each parameter a `Float64`.
 """
 function full_distance(distance::Distance)
-    params = Dict{String,Any}(k => v for (k, v) in DISTANCE_DEFAULTS[distance.name])
+    params = Dict{String,Any}(k => Float64(v) for (k, v) in distance_defaults(distance.name))  # from the schema
     for (k, v) in distance.params
         startswith(k, "x-") || (params[k] = Float64(v))
     end

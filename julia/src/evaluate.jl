@@ -116,8 +116,8 @@ function plan_step(d::Diagram, t::Term, position::Dict{Term,Int}, columns::Vecto
         return DataStep(k)
     elseif arrow isa FunctionArrow
         source = object_named(d, arrow.sources[1])
-        p = arrow.params
-        return FunctionStep(Symbol(arrow.op), args, Float64(get(p, "factor", 1.0)), Float64(get(p, "eps", 1e-12)),
+        p = merge(function_defaults(arrow.op), arrow.params)  # defaults from the schema
+        return FunctionStep(Symbol(arrow.op), args, Float64(get(p, "factor", 1.0)), Float64(get(p, "eps", 0.0)),
                             Int[json_int(x) for x in get(p, "shape", Any[])],
                             source isa CategoricalObject ? source.classes : 0)
     end

@@ -1,32 +1,9 @@
-# The layer vocabulary's metadata (SPEC §4): defaults, shape rules, parameter shapes. No numerics;
+# The layer vocabulary's metadata (SPEC §4): defaults (from the schema, vocabulary.jl), shape rules,
+# parameter shapes. No numerics;
 # the same rules as the Python library's layers.py. A value type is `(shape, dtype)` with the
 # logical per-example shape and dtype `"float"` or `"int64"`.
 
 const ValueType = Tuple{Vector{Int},String}
-
-const LAYER_DEFAULTS = Dict{String,Dict{String,Any}}(
-    "linear" => Dict{String,Any}("bias" => true),
-    "conv2d" => Dict{String,Any}("stride" => [1, 1], "padding" => [0, 0, 0, 0], "dilation" => [1, 1], "groups" => 1,
-                                 "bias" => true),
-    "max_pool2d" => Dict{String,Any}("padding" => [0, 0, 0, 0]),
-    "avg_pool2d" => Dict{String,Any}("padding" => [0, 0, 0, 0]),
-    "flatten" => Dict{String,Any}(),
-    "embedding" => Dict{String,Any}(),
-    "layer_norm" => Dict{String,Any}("eps" => 1e-5, "elementwise_affine" => true),
-    "lstm" => Dict{String,Any}(),
-    "last_step" => Dict{String,Any}(),
-    "dropout" => Dict{String,Any}("p" => 0.5),
-    "relu" => Dict{String,Any}(),
-    "tanh" => Dict{String,Any}(),
-    "sigmoid" => Dict{String,Any}(),
-    "gelu" => Dict{String,Any}(),
-    "softplus" => Dict{String,Any}(),
-    "identity" => Dict{String,Any}(),
-    "leaky_relu" => Dict{String,Any}("negative_slope" => 0.01),
-    "elu" => Dict{String,Any}("alpha" => 1.0),
-    "softmax" => Dict{String,Any}(),
-    "log_softmax" => Dict{String,Any}(),
-)
 
 const ELEMENTWISE_LAYERS = ("relu", "tanh", "sigmoid", "gelu", "softplus", "identity", "leaky_relu", "elu", "dropout")
 
@@ -48,7 +25,7 @@ Base.showerror(io::IO, e::LayerError) = print(io, e.message, " [", e.code, "]")
 The layer's parameters with every default filled in (SPEC §4).
 """
 function full_params(layer::Layer)
-    params = copy(get(LAYER_DEFAULTS, layer.type, Dict{String,Any}()))
+    params = Dict{String,Any}(k => schema_default_value(v) for (k, v) in layer_defaults(layer.type))  # a fresh copy
     for (k, v) in layer.params
         startswith(k, "x-") || (params[k] = v)
     end

@@ -7,6 +7,8 @@ them with a NumPy reference (``diagrammatic_learning.reference``) and bridges
 to Flux.jl (``diagrammatic_learning.julia``).
 """
 
+from importlib import metadata as _metadata
+
 from .diagram import (Architecture, CategoricalObject, DataArrow, DataObject, Diagram, Distance, FunctionArrow,
                       Layer, ModelArrow, TensorObject, layer, mlp, sequential)
 from .equations import Equation, enumerate_terms, equations
@@ -15,7 +17,10 @@ from .io import dumps, from_json, load, save, to_json
 from .terms import Term, parse_term
 from .validate import problems, validate
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("diagrammatic-learning")  # defined once, in pyproject.toml
+except _metadata.PackageNotFoundError:  # sources on sys.path without an installation
+    __version__ = "0+unknown"
 
 __all__ = [
     "Architecture", "CategoricalObject", "DataArrow", "DataObject", "Diagram", "DiagramError", "Distance",

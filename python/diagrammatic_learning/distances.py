@@ -1,19 +1,15 @@
-"""The distance vocabulary's metadata (SPEC §7): defaults and where each distance is allowed."""
+"""The distance vocabulary's metadata (SPEC §7): defaults (from the schema) and where each distance is allowed."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .diagram import Distance, Object
+from .vocabulary import distance_defaults
 
 DEFAULT_DISTANCE = {"tensor": "mse", "categorical": "cross_entropy"}
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "mse": {}, "l1": {}, "bce_logits": {},
-    "huber": {"delta": 1.0},
-    "cosine": {"eps": 1e-8},
-    "cross_entropy": {"label_smoothing": 0.0},
-    "kl_div": {"temperature": 1.0},
-}
+# Distance → {parameter: default}, read from the schema's `default` keywords (SPEC §7).
+DEFAULT_PARAMS: dict[str, dict[str, Any]] = distance_defaults()
 ALLOWED_ON = {
     "tensor": {"mse", "l1", "huber", "cosine", "bce_logits"},
     "categorical": {"cross_entropy", "kl_div"},

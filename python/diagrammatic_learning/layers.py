@@ -1,4 +1,4 @@
-"""The layer vocabulary's metadata (SPEC §4): defaults, shape rules and parameter shapes.
+"""The layer vocabulary's metadata (SPEC §4): defaults (from the schema), shape rules and parameter shapes.
 
 No numerics here: each backend computes layers its own way; this module only
 says what a layer accepts, what it returns and which parameters it owns.
@@ -7,31 +7,19 @@ A value type is ``(shape, dtype)`` with dtype ``"float"`` or ``"int64"``.
 
 from __future__ import annotations
 
+import copy
 from math import prod
 from typing import Any
 
 from .diagram import Architecture, Layer
+from .vocabulary import combines, layer_defaults
 
 ValueType = tuple[tuple[int, ...], str]
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "linear": {"bias": True},
-    "conv2d": {"stride": [1, 1], "padding": [0, 0, 0, 0], "dilation": [1, 1], "groups": 1, "bias": True},
-    "max_pool2d": {"padding": [0, 0, 0, 0]},
-    "avg_pool2d": {"padding": [0, 0, 0, 0]},
-    "flatten": {},
-    "embedding": {},
-    "layer_norm": {"eps": 1e-5, "elementwise_affine": True},
-    "lstm": {},
-    "last_step": {},
-    "dropout": {"p": 0.5},
-    "relu": {}, "tanh": {}, "sigmoid": {}, "gelu": {}, "softplus": {}, "identity": {},
-    "leaky_relu": {"negative_slope": 0.01},
-    "elu": {"alpha": 1.0},
-    "softmax": {}, "log_softmax": {},
-}
+# Layer type → {parameter: default}, read from the schema's `default` keywords (SPEC §4).
+DEFAULTS: dict[str, dict[str, Any]] = layer_defaults()
 ELEMENTWISE = {"relu", "tanh", "sigmoid", "gelu", "softplus", "identity", "leaky_relu", "elu", "dropout"}
-COMBINES = ("concat", "add", "prepend")
+COMBINES = combines()
 
 
 class LayerError(ValueError):
@@ -44,7 +32,7 @@ class LayerError(ValueError):
 
 def full_params(layer: Layer) -> dict[str, Any]:
     """The layer's parameters with every default filled in (SPEC §4)."""
-    params = dict(DEFAULTS.get(layer.type, {}))
+    params = copy.deepcopy(DEFAULTS.get(layer.type, {}))
     params.update({k: v for k, v in layer.params.items() if not k.startswith("x-")})
     if layer.type in ("max_pool2d", "avg_pool2d") and "stride" not in params:
         params["stride"] = list(params["kernel_size"])

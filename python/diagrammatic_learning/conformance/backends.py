@@ -9,6 +9,7 @@ imports happen on first use, and a backend that cannot run says why
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -57,10 +58,9 @@ class TorchBackend:
     name = "torch"
 
     def unavailable(self, dtype: str) -> str | None:
-        try:
-            importlib.import_module("diagrammatic_learning.torch_backend")
-        except ImportError as e:
-            return f"diagrammatic_learning.torch_backend cannot be imported: {e}"
+        # found, not imported: torch loads at the first case, after a Julia backend has started
+        if importlib.util.find_spec("torch") is None:
+            return "torch is not installed"
         return None
 
     def evaluate(self, diagram: Path, weights: Path, batch: Path, dtype: str) -> Outcome:

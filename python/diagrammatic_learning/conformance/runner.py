@@ -118,8 +118,11 @@ def run_suite(backends: Iterable[Backend], cases: list[SuiteCase], dtype: str,
               on_row: Callable[[Row], None] | None = None) -> Report:
     """Run every case on every available backend in ``dtype``."""
     report = Report([], {})
-    for backend in backends:
-        reason = backend.unavailable(dtype)
+    backends = list(backends)
+    # Every backend says whether it can run before any runs: a Julia backend starts juliacall
+    # there, before the first PyTorch case imports torch (the order juliacall requires).
+    reasons = [backend.unavailable(dtype) for backend in backends]
+    for backend, reason in zip(backends, reasons):
         if reason is not None:
             report.skipped[backend.name] = reason
             continue

@@ -1,12 +1,77 @@
-"""The function arrows' operations (SPEC §3.2) in NumPy, on batches (batch first)."""
+"""The function arrows' operations (SPEC §3.2) in NumPy, on batches (batch first): one function per op."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..vocabulary import function_params
 from .layers import log_softmax, softmax
+
+
+Args = list[np.ndarray]
+
+
+def _identity(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return args[0]
+
+
+def _softmax(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return softmax(args[0])
+
+
+def _log_softmax(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return log_softmax(args[0])
+
+
+def _one_hot(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return (args[0][..., None] == np.arange(classes)).astype(np.float64)
+
+
+def _flatten(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return args[0].reshape(args[0].shape[0], -1)
+
+
+def _reshape(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return args[0].reshape((args[0].shape[0], *p["shape"]))
+
+
+def _scale(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return float(p["factor"]) * args[0]
+
+
+def _normalize(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    """x / max(‖x‖₂, eps) over the last axis."""
+    x = args[0]
+    norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
+    return x / np.maximum(norm, float(p["eps"]))
+
+
+def _add(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    total = args[0]
+    for a in args[1:]:
+        total = total + a
+    return total
+
+
+def _concat(args: Args, p: Mapping[str, Any], classes: int | None) -> np.ndarray:
+    return np.concatenate(args, axis=-1)
+
+
+# One entry per function op of the schema (tests/test_registries.py checks both directions).
+FUNCTIONS: dict[str, Callable[[Args, Mapping[str, Any], int | None], np.ndarray]] = {
+    "identity": _identity,
+    "softmax": _softmax,
+    "log_softmax": _log_softmax,
+    "one_hot": _one_hot,
+    "flatten": _flatten,
+    "reshape": _reshape,
+    "scale": _scale,
+    "normalize": _normalize,
+    "add": _add,
+    "concat": _concat,
+}
 
 
 def apply_function(op: str, params: Mapping[str, Any], args: list[np.ndarray], classes: int | None) -> np.ndarray:
@@ -15,30 +80,7 @@ def apply_function(op: str, params: Mapping[str, Any], args: list[np.ndarray], c
     ``classes`` is the source's class count for ``one_hot`` (its source is
     categorical, with index values); unused otherwise.
     """
-    x = args[0]
-    if op == "identity":
-        return x
-    if op == "softmax":
-        return softmax(x)
-    if op == "log_softmax":
-        return log_softmax(x)
-    if op == "one_hot":
-        return (x[..., None] == np.arange(classes)).astype(np.float64)
-    if op == "flatten":
-        return x.reshape(x.shape[0], -1)
-    if op == "reshape":
-        return x.reshape((x.shape[0], *params["shape"]))
-    if op == "scale":
-        return float(params["factor"]) * x
-    if op == "normalize":
-        eps = float(params.get("eps", 1e-12))
-        norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
-        return x / np.maximum(norm, eps)
-    if op == "add":
-        total = args[0]
-        for a in args[1:]:
-            total = total + a
-        return total
-    if op == "concat":
-        return np.concatenate(args, axis=-1)
-    raise ValueError(f"unknown function op {op!r}")
+    fn = FUNCTIONS.get(op)
+    if fn is None:
+        raise ValueError(f"unknown function op {op!r}")
+    return fn(args, function_params(op, params), classes)

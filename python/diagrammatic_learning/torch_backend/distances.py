@@ -38,20 +38,22 @@ def bce_logits(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (softplus(p) - p * t).mean()
 
 
+# Tensor distances: parameters (defaults filled) → (lhs batch, rhs batch) → the batch mean.
+TENSOR_DISTANCES: dict[str, Callable[[dict[str, float]], DistanceFn]] = {
+    "mse": lambda p: F.mse_loss,
+    "l1": lambda p: F.l1_loss,
+    "huber": lambda p: _huber(float(p["delta"])),
+    "cosine": lambda p: _cosine(float(p["eps"])),
+    "bce_logits": lambda p: bce_logits,
+}
+
+
 def tensor_distance(distance: Distance) -> DistanceFn:
     """A distance between two batches of tensor values of the same shape."""
-    name, p = distance.name, distance.params
-    if name == "mse":
-        return F.mse_loss
-    if name == "l1":
-        return F.l1_loss
-    if name == "huber":
-        return _huber(float(p["delta"]))
-    if name == "cosine":
-        return _cosine(float(p["eps"]))
-    if name == "bce_logits":
-        return bce_logits
-    raise ValueError(f"{name} is not a tensor distance")
+    make = TENSOR_DISTANCES.get(distance.name)
+    if make is None:
+        raise ValueError(f"{distance.name} is not a tensor distance")
+    return make(dict(distance.params))
 
 
 def _rows(classes: int, positions: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -94,14 +96,20 @@ def _kl_div(classes: int, positions: tuple[int, ...], temperature: float, encodi
     return lambda p, t: scale * F.kl_div(log_softmax(p), log_softmax(t), reduction="batchmean", log_target=True)
 
 
+# Categorical distances: (classes, positions S, parameters, rhs encoding) → the distance function.
+CATEGORICAL_DISTANCES: dict[str, Callable[[int, tuple[int, ...], dict[str, float], str], DistanceFn]] = {
+    "cross_entropy": lambda c, s, p, enc: _cross_entropy(c, s, float(p["label_smoothing"]), enc),
+    "kl_div": lambda c, s, p, enc: _kl_div(c, s, float(p["temperature"]), enc),
+}
+
+
 def distance_fn(distance: Distance, obj: Object, rhs_encoding: str | None, dtype: torch.dtype) -> DistanceFn:
     """The callable ``(lhs value, rhs value) → 0-d tensor`` for one equation on ``obj``."""
     if isinstance(obj, CategoricalObject):
-        if distance.name == "cross_entropy":
-            return _cross_entropy(obj.classes, obj.shape, float(distance.params["label_smoothing"]), rhs_encoding or "index")
-        if distance.name == "kl_div":
-            return _kl_div(obj.classes, obj.shape, float(distance.params["temperature"]), rhs_encoding or "index")
-        raise ValueError(f"{distance.name} is not a categorical distance")
+        make = CATEGORICAL_DISTANCES.get(distance.name)
+        if make is None:
+            raise ValueError(f"{distance.name} is not a categorical distance")
+        return make(obj.classes, obj.shape, dict(distance.params), rhs_encoding or "index")
     fn = tensor_distance(distance)
     if getattr(obj, "dtype", "float32") == "int64":  # values are converted to the compute dtype (SPEC §7)
         return lambda p, t: fn(p.to(dtype), t.to(dtype))

@@ -125,43 +125,44 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
-_PLAIN: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": lambda: nn.GELU(approximate="none"),  # the exact erf form
-    "softplus": Softplus,
-    "identity": nn.Identity,
-    "flatten": Flatten,
-    "last_step": LastStep,
-    "softmax": lambda: nn.Softmax(dim=-1),
-    "log_softmax": lambda: nn.LogSoftmax(dim=-1),
+def _linear(p: dict[str, Any], dtype: torch.dtype) -> nn.Module:
+    return nn.Linear(p["in_features"], p["out_features"], bias=p["bias"], dtype=dtype)
+
+
+def _layer_norm(p: dict[str, Any], dtype: torch.dtype) -> nn.Module:
+    return nn.LayerNorm(tuple(p["normalized_shape"]), eps=p["eps"], elementwise_affine=p["elementwise_affine"],
+                        dtype=dtype)
+
+
+# One entry per layer type of the schema: (parameters with defaults filled, dtype) → module
+# (tests/test_registries.py checks both directions).
+LAYERS: dict[str, Callable[[dict[str, Any], torch.dtype], nn.Module]] = {
+    "linear": _linear,
+    "conv2d": Conv2d,
+    "max_pool2d": lambda p, dtype: Pool2d("max", p),
+    "avg_pool2d": lambda p, dtype: Pool2d("avg", p),
+    "flatten": lambda p, dtype: Flatten(),
+    "embedding": lambda p, dtype: Embedding(p["num_embeddings"], p["embedding_dim"], dtype=dtype),
+    "layer_norm": _layer_norm,
+    "lstm": lambda p, dtype: LSTM(p["input_size"], p["hidden_size"], dtype),
+    "last_step": lambda p, dtype: LastStep(),
+    "dropout": lambda p, dtype: nn.Dropout(p["p"]),
+    "relu": lambda p, dtype: nn.ReLU(),
+    "tanh": lambda p, dtype: nn.Tanh(),
+    "sigmoid": lambda p, dtype: nn.Sigmoid(),
+    "gelu": lambda p, dtype: nn.GELU(approximate="none"),  # the exact erf form
+    "softplus": lambda p, dtype: Softplus(),
+    "identity": lambda p, dtype: nn.Identity(),
+    "leaky_relu": lambda p, dtype: nn.LeakyReLU(p["negative_slope"]),
+    "elu": lambda p, dtype: ELU(p["alpha"]),
+    "softmax": lambda p, dtype: nn.Softmax(dim=-1),
+    "log_softmax": lambda p, dtype: nn.LogSoftmax(dim=-1),
 }
 
 
 def build_layer(layer: Layer, dtype: torch.dtype = torch.float32) -> nn.Module:
     """One layer of the vocabulary as a module with PyTorch's default initialisation, in ``dtype``."""
-    t = layer.type
-    if t in _PLAIN:
-        return _PLAIN[t]()
-    p = full_params(layer)
-    if t == "linear":
-        return nn.Linear(p["in_features"], p["out_features"], bias=p["bias"], dtype=dtype)
-    if t == "conv2d":
-        return Conv2d(p, dtype)
-    if t in ("max_pool2d", "avg_pool2d"):
-        return Pool2d(t.removesuffix("_pool2d"), p)
-    if t == "embedding":
-        return Embedding(p["num_embeddings"], p["embedding_dim"], dtype=dtype)
-    if t == "layer_norm":
-        return nn.LayerNorm(tuple(p["normalized_shape"]), eps=p["eps"], elementwise_affine=p["elementwise_affine"],
-                            dtype=dtype)
-    if t == "lstm":
-        return LSTM(p["input_size"], p["hidden_size"], dtype)
-    if t == "dropout":
-        return nn.Dropout(p["p"])
-    if t == "leaky_relu":
-        return nn.LeakyReLU(p["negative_slope"])
-    if t == "elu":
-        return ELU(p["alpha"])
-    raise DiagramError.one("bad-value", "type", f"unknown layer type {t!r}")
+    make = LAYERS.get(layer.type)
+    if make is None:
+        raise DiagramError.one("bad-value", "type", f"unknown layer type {layer.type!r}")
+    return make(full_params(layer), dtype)
