@@ -13,27 +13,22 @@ or at least of the same digit?
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from diagrammatic_learning.torch_backend import compile, fit
-from diagrammatic_learning.torch_backend.data import ColumnLoader, digits, digits_columns
+from diagrammatic_learning.torch_backend.data import digits_columns
+from diagrammatic_learning.torch_backend.recipes import evaluating, example_main, train_on_digits
 
 DIAGRAM = Path(__file__).resolve().parent / "alignment.json"
 
 
 def run(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
     """Train both encoders and the head; return the history, metrics with their chance levels, and the model."""
-    torch.manual_seed(seed)
-    model = compile(DIAGRAM)
-    history = fit(model, ColumnLoader(digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
-                  progress=progress)
+    model, history = train_on_digits(DIAGRAM, epochs, batch_size, lr, seed, progress)
     test = digits_columns("test")
     labels = torch.from_numpy(test["label"])
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         z_top = model["enc_top"](torch.from_numpy(test["top"]))
         z_bottom = model["enc_bottom"](torch.from_numpy(test["bottom"]))
         nearest = torch.cdist(z_top, z_bottom).argmin(dim=1)
@@ -49,13 +44,10 @@ def run(epochs: int = 20, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
     return {"history": history, "metrics": metrics, "chance": chance, "model": model}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train examples/alignment.json on digit halves.")
-    parser.add_argument("--epochs", type=int, default=20)
-    result = run(parser.parse_args().epochs, progress=True)
+def report(result: dict) -> None:
     for name, value in result["metrics"].items():
         print(f"{name:>22}: {value:.3f} (chance {result['chance'][name]:.3f})")
 
 
 if __name__ == "__main__":
-    main()
+    example_main("Train examples/alignment.json on digit halves.", run, report, epochs=20)

@@ -11,13 +11,12 @@ is causal, so the output at step t depends only on the image and words < t.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from diagrammatic_learning.torch_backend import compile, fit
-from diagrammatic_learning.torch_backend.data import CAPTION_WORDS, ColumnLoader, caption_text, digits, digits_columns
+from diagrammatic_learning.torch_backend.data import CAPTION_WORDS, caption_text, digits_columns
+from diagrammatic_learning.torch_backend.recipes import evaluating, example_main, train_on_digits
 
 DIAGRAM = Path(__file__).resolve().parent / "captioning.json"
 
@@ -32,14 +31,10 @@ def greedy_captions(captioner: torch.nn.Module, images: torch.Tensor) -> torch.T
 
 def run(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
     """Train the captioner; return the history, exact-match and word accuracy, chance, examples and the model."""
-    torch.manual_seed(seed)
-    model = compile(DIAGRAM)
-    history = fit(model, ColumnLoader(digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
-                  progress=progress)
+    model, history = train_on_digits(DIAGRAM, epochs, batch_size, lr, seed, progress)
     test = digits_columns("test")
     truth = torch.from_numpy(test["caption_in"])
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         decoded = greedy_captions(model["captioner"], torch.from_numpy(test["image"]))
     return {
         "history": history,
@@ -51,10 +46,7 @@ def run(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train examples/captioning.json on digits.")
-    parser.add_argument("--epochs", type=int, default=30)
-    result = run(parser.parse_args().epochs, progress=True)
+def report(result: dict) -> None:
     print(f"held-out caption exact match {result['exact_match']:.3f} (chance {result['chance']:.2f}), "
           f"word accuracy {result['word_accuracy']:.3f}")
     for decoded, truth in result["examples"]:
@@ -62,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    example_main("Train examples/captioning.json on digits.", run, report, epochs=30)

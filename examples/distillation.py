@@ -13,14 +13,14 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from diagrammatic_learning.torch_backend import compile, fit
-from diagrammatic_learning.torch_backend.data import ColumnLoader, digits, digits_columns
+from diagrammatic_learning.torch_backend import compile
+from diagrammatic_learning.torch_backend.data import digits_columns
+from diagrammatic_learning.torch_backend.recipes import evaluating, example_main, train_on_digits
 
 HERE = Path(__file__).resolve().parent
 TEACHER_DIAGRAM = HERE / "supervised.json"
@@ -28,30 +28,27 @@ STUDENT_DIAGRAM = HERE / "distillation.json"
 
 
 def _accuracy(module: torch.nn.Module, test: dict[str, np.ndarray]) -> float:
-    with torch.no_grad():
+    with evaluating(module):
         predicted = module(torch.from_numpy(test["image"])).argmax(-1).numpy()
     return float((predicted == test["label"]).mean())
 
 
 def _fit(model, epochs: int, batch_size: int, lr: float, seed: int, progress: bool, test: dict[str, np.ndarray]):
     """Train on the training split; after each epoch record every equation's held-out loss (``history.evals``)."""
-    return fit(model, ColumnLoader(digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
-               progress=progress, eval_every=1, eval_data=[test])
+    return train_on_digits(model, epochs, batch_size, lr, seed, progress, eval_every=1, eval_data=[test])
 
 
 def run(teacher_epochs: int = 15, student_epochs: int = 25, batch_size: int = 64, lr: float = 3e-3,
         seed: int = 0, progress: bool = False) -> dict:
     """Train teacher then student; return both held-out accuracies, both histories and both models."""
     test = digits_columns("test")
-    torch.manual_seed(seed)
-    teacher = compile(TEACHER_DIAGRAM)
-    teacher_history = _fit(teacher, teacher_epochs, batch_size, lr, seed, progress, test)
+    teacher, teacher_history = _fit(TEACHER_DIAGRAM, teacher_epochs, batch_size, lr, seed, progress, test)
     teacher.eval()
 
     student = compile(STUDENT_DIAGRAM)
     # The distillation diagram's frozen `teacher` arrow has the supervised classifier's architecture.
     student["teacher"].load_state_dict(teacher.arrow_state("classifier"))
-    student_history = _fit(student, student_epochs, batch_size, lr, seed, progress, test)
+    student, student_history = _fit(student, student_epochs, batch_size, lr, seed, progress, test)
     student.eval()
     return {
         "teacher_accuracy": _accuracy(teacher["classifier"], test),
@@ -62,15 +59,10 @@ def run(teacher_epochs: int = 15, student_epochs: int = 25, batch_size: int = 64
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Distil a digit classifier into a small student.")
-    parser.add_argument("--teacher-epochs", type=int, default=15)
-    parser.add_argument("--student-epochs", type=int, default=25)
-    args = parser.parse_args()
-    result = run(args.teacher_epochs, args.student_epochs, progress=True)
+def report(result: dict) -> None:
     print(f"teacher held-out accuracy {result['teacher_accuracy']:.3f}")
     print(f"student held-out accuracy {result['student_accuracy']:.3f} (chance {result['chance']:.2f})")
 
 
 if __name__ == "__main__":
-    main()
+    example_main("Distil a digit classifier into a small student.", run, report, teacher_epochs=15, student_epochs=25)

@@ -10,13 +10,12 @@ the two plentiful tasks shape the features the few-shot digit head reads.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
-from diagrammatic_learning.torch_backend import compile, fit
-from diagrammatic_learning.torch_backend.data import ColumnLoader, digits, digits_columns
+from diagrammatic_learning.torch_backend.data import digits_columns
+from diagrammatic_learning.torch_backend.recipes import evaluating, example_main, train_on_digits
 
 DIAGRAM = Path(__file__).resolve().parent / "multitask.json"
 HEADS = {"digit": ("digit_head", "label", 0.1), "parity": ("parity_head", "parity", 0.5),
@@ -25,13 +24,9 @@ HEADS = {"digit": ("digit_head", "label", 0.1), "parity": ("parity_head", "parit
 
 def run(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, seed: int = 0, progress: bool = False) -> dict:
     """Train all heads; return the history, each head's held-out accuracy and its chance level, and the model."""
-    torch.manual_seed(seed)
-    model = compile(DIAGRAM)
-    history = fit(model, ColumnLoader(digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
-                  progress=progress)
+    model, history = train_on_digits(DIAGRAM, epochs, batch_size, lr, seed, progress)
     test = digits_columns("test")
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model):
         features = model["backbone"](torch.from_numpy(test["image"]))
         accuracy = {task: float((model[head](features).argmax(-1).numpy() == test[column]).mean())
                     for task, (head, column, _) in HEADS.items()}
@@ -40,13 +35,10 @@ def run(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, seed: int = 0,
     return {"history": history, "accuracy": accuracy, "chance": chance, "model": model}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Train examples/multitask.json on digits (5 digit labels per class).")
-    parser.add_argument("--epochs", type=int, default=30)
-    result = run(parser.parse_args().epochs, progress=True)
+def report(result: dict) -> None:
     for task, acc in result["accuracy"].items():
         print(f"{task:>6}: held-out accuracy {acc:.3f} (majority class {result['chance'][task]:.2f})")
 
 
 if __name__ == "__main__":
-    main()
+    example_main("Train examples/multitask.json on digits (5 digit labels per class).", run, report, epochs=30)

@@ -91,3 +91,24 @@ def test_an_unpacked_wheel_declares_its_own_julia_package(distributions, tmp_pat
     # the static declarations juliapkg finds next to the package (site-packages/<package>/juliapkg.json)
     declared = json.loads((tmp_path / "diagrammatic_learning" / "juliapkg.json").read_text())
     assert {"Flux", "SafeTensors", "JLD2"} <= set(declared["packages"])
+
+
+def test_the_wheel_is_typed_licensed_and_its_examples_find_the_schema(distributions):
+    _, wheel = distributions
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        metadata = next(z.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
+    assert "diagrammatic_learning/py.typed" in names
+    assert any(n.endswith("/LICENSE") and ".dist-info/" in n for n in names), "the licence text is not in the wheel"
+    assert "License-Expression: MIT" in metadata or "License: MIT" in metadata
+    data = "diagrammatic_learning/_data/"
+    examples = [n for n in names if n.startswith(data + "examples/") and n.endswith(".json")]
+    assert examples
+    for name in examples:
+        with zipfile.ZipFile(wheel) as z:
+            reference = json.loads(z.read(name))["$schema"]
+        target = Path(name).parent.joinpath(reference).as_posix()
+        parts: list[str] = []
+        for part in target.split("/"):
+            parts = parts[:-1] if part == ".." else parts + [part]
+        assert "/".join(parts) == data + "schema/learning-diagram.schema.json", name
