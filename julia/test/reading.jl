@@ -121,3 +121,21 @@ end
     @test terms["Z"] == ["enc(x)"]
     @test [eq.name for eq in diagram_equations(d)] == ["dec(enc(x)) = x"]  # the constant side on the right
 end
+
+@testset "defaults come from the schema" begin
+    conv = DL.full_params(Layer("conv2d", Dict{String,Any}("kernel_size" => [3, 3])))
+    @test conv["stride"] == [1, 1]
+    @test conv["stride"] isa Vector{Int}
+    @test conv["padding"] == [0, 0, 0, 0] && conv["dilation"] == [1, 1] && conv["groups"] === 1
+    @test conv["bias"] === true
+    push!(conv["stride"], 7)  # a caller's change does not reach the next layer's defaults
+    @test DL.full_params(Layer("conv2d", Dict{String,Any}()))["stride"] == [1, 1]
+    @test DL.full_params(Layer("max_pool2d", Dict{String,Any}("kernel_size" => [2, 3])))["stride"] == [2, 3]
+    @test DL.full_params(Layer("layer_norm", Dict{String,Any}()))["eps"] === 1e-5
+    @test DL.full_params(Layer("elu", Dict{String,Any}()))["alpha"] === 1.0
+    @test DL.full_params(Layer("relu", Dict{String,Any}())) == Dict{String,Any}()
+    @test DL.full_distance(Distance("kl_div", Dict{String,Any}())).params["temperature"] === 1.0
+    @test DL.full_distance(Distance("huber", Dict{String,Any}("delta" => 2))).params["delta"] === 2.0
+    @test DL.function_defaults("normalize") == Dict{String,Any}("eps" => 1e-12)
+    @test isempty(DL.function_defaults("scale"))
+end
