@@ -9,6 +9,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import diagrammatic_learning as dl
 from diagrammatic_learning import DiagramError, load
@@ -53,6 +55,24 @@ def test_a_schema_key_is_accepted_and_ignored():
     with pytest.raises(DiagramError) as e:
         load({**plain, "$schema": 1})
     assert (e.value.code, e.value.pointer) == ("wrong-type", "/$schema")
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+                           | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                        max_size=3), max_leaves=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=JSON_VALUES | st.text())
+def test_any_schema_value_is_ignored_or_a_wrong_type(value):
+    doc = {k: v for k, v in json.loads(EXAMPLES[0].read_text()).items() if k != "$schema"}
+    if isinstance(value, str):
+        assert load({**doc, "$schema": value}) == load(doc)
+    else:
+        with pytest.raises(DiagramError) as e:
+            load({**doc, "$schema": value})
+        assert [(p.code, p.pointer) for p in e.value.problems] == [("wrong-type", "/$schema")]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

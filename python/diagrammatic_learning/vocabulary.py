@@ -75,14 +75,11 @@ def distance_defaults() -> dict[str, dict[str, Any]]:
     return _defaults(_cases(schema()["$defs"]["distance"], "name"))
 
 
-_FUNCTION_DEFAULTS: dict[str, dict[str, Any]] | None = None
+_function_defaults = lru_cache(maxsize=1)(function_defaults)
 
 
 def function_params(op: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """A function arrow's parameters with every default filled in (SPEC §3.2); ``x-`` keys left out."""
-    global _FUNCTION_DEFAULTS
-    if _FUNCTION_DEFAULTS is None:
-        _FUNCTION_DEFAULTS = function_defaults()
-    full = copy.deepcopy(_FUNCTION_DEFAULTS.get(op, {}))
+    full = copy.deepcopy(_function_defaults().get(op, {}))
     full.update({k: v for k, v in params.items() if not k.startswith("x-")})
     return full
