@@ -48,6 +48,10 @@ BAD_INPUT = {
     "demo": (lambda t: ["demo", "--out", existing_file(t), "--quiet"], "a-file"),
     "conformance": (lambda t: ["conformance", "--backend", "reference", "--suite", broken_suite(t)],
                     "[malformed-json]"),
+    "eval": (lambda t: ["eval", broken_diagram(t), "--weights", existing_file(t), "--data", "digits"],
+             "[malformed-json]"),
+    "weights": (lambda t: ["weights", "merge", existing_file(t), SUPERVISED, "-o", str(t / "w.safetensors")],
+                "[weights-file]"),
 }
 
 

@@ -128,7 +128,8 @@ def test_malformed_json_names_file_line_and_column(tmp_path):
 def test_missing_file_is_a_diagram_error(tmp_path):
     with pytest.raises(DiagramError) as info:
         load(tmp_path / "nope.json")
-    assert info.value.code == "malformed-json" and "no such file" in str(info.value)
+    assert info.value.code == "file-not-found" and "no such file" in str(info.value)
+    assert info.value.pointer == str(tmp_path / "nope.json")
 
 
 def test_builder_rejects_reused_names():

@@ -25,3 +25,26 @@ def test_readme_commands_are_makefile_targets_and_ci_runs_the_test_one():
     for target in re.findall(r"^make (\w+)", README, re.M):
         assert re.search(rf"^{target}:", makefile, re.M), target
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_distillation_commands_run(tmp_path, monkeypatch, capsys):
+    """The README's command-line distillation, as written, with one epoch each."""
+    import shlex
+
+    from diagrammatic_learning.cli import main as dlearn
+
+    section = README.split("### Distillation from the command line", 1)[1]
+    (block,) = re.findall(r"```sh\n(.*?)```", section.split("\n## ", 1)[0], re.S)
+    commands = [shlex.split(line) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [["dlearn", "train"], ["dlearn", "weights"], ["dlearn", "train"],
+                                         ["dlearn", "eval"], ["dlearn", "eval"]]
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        argv = [str(ROOT / a) if a.startswith("examples/") else a for a in argv[1:]]
+        if "--epochs" in argv:
+            argv[argv.index("--epochs") + 1] = "1"
+        assert dlearn(argv + (["--quiet"] if argv[0] == "train" else [])) == 0, argv
+    out = capsys.readouterr().out
+    assert out.count("examples") >= 2 and (tmp_path / "runs" / "student-history.json").exists()
+    assert sorted(p.name for p in (tmp_path / "runs" / "plots").iterdir()) == [
+        "distillation-0-student_x_y.png", "distillation-1-distill.png"]

@@ -173,7 +173,8 @@ Compile a diagram (a [`Diagram`](@ref) or a path to one) to Flux in compute dtyp
 (`Float32` or `Float64`). `weights` is a safetensors path or a dictionary of canonical name →
 array in storage layout; without it the parameters are drawn from `rng` as PyTorch initialises
 them. `externals` binds each `external` model arrow to a callable (a Flux model or a function)
-taking one array per source in storage layout, batch last. Throws [`DiagramError`](@ref):
+taking one array per source in storage layout, batch last. Frozen arrows (`trainable: false`)
+are put in test mode (`Flux.testmode!`, SPEC §9), so their dropout is off in training too. Throws [`DiagramError`](@ref):
 every weights code of SPEC §8, `external-unbound` for an external arrow without a binding.
 """
 function compile_diagram(d::Diagram; weights = nothing, dtype::Type{<:AbstractFloat} = Float32,
@@ -195,6 +196,9 @@ function compile_diagram(d::Diagram; weights = nothing, dtype::Type{<:AbstractFl
             push!(models, build_model(a.architecture, T; inputs = length(a.sources), weights = tensors,
                                       prefix = "$(a.name).", rng = rng))
         end
+        # SPEC §9: a frozen arrow is always in evaluation mode (its dropout inactive, even inside a
+        # gradient); trainable arrows keep Flux's automatic mode (active only inside a gradient).
+        a.trainable || Flux.testmode!(models[end])
         push!(names, Symbol(a.name))
         positions[a.name] = length(models)
     end

@@ -5,16 +5,17 @@
 """
     read_document(path::AbstractString) -> Any
 
-Parse a JSON file; a [`DiagramError`](@ref) `malformed-json` if it cannot be read (pointer: the
-path) or is not JSON (pointer: `""`, the message gives line and column).
+Parse a JSON file; a [`DiagramError`](@ref) `file-not-found` if there is no such file,
+`malformed-json` if it cannot be read (pointer: the path) or is not JSON (pointer: `""`, the
+message gives line and column).
 """
 function read_document(path::AbstractString)
     bytes = try
         read(path)
     catch err
         err isa InterruptException && rethrow()
-        throw(DiagramError("malformed-json", path, isfile(path) ? "cannot read $path: $(sprint(showerror, err))" :
-                                                                  "no such file: $path"))
+        ispath(path) || throw(DiagramError("file-not-found", path, "no such file: $path"))
+        throw(DiagramError("malformed-json", path, "cannot read $path: $(sprint(showerror, err))"))
     end
     isvalid(String, bytes) || throw(DiagramError("malformed-json", path, "cannot read $path: it is not UTF-8 text"))
     return parse_document(String(bytes); source = path)

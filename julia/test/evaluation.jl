@@ -103,6 +103,32 @@ end
         @test c.models.student[1].weight != student_before
     end
 
+    @testset "a frozen arrow's dropout is off in training too (SPEC §9)" begin
+        d = load_diagram(DL.parse_json("""
+        {"format": "learning-diagram", "format_version": "1.0",
+         "objects": [{"name": "D", "kind": "data"},
+                     {"name": "X", "kind": "tensor", "shape": [3], "dtype": "float64"},
+                     {"name": "Y", "kind": "tensor", "shape": [4], "dtype": "float64"}],
+         "arrows": [{"name": "x", "kind": "data", "source": "D", "target": "X", "column": "x"},
+                    {"name": "teacher", "kind": "model", "source": "X", "target": "Y", "trainable": false,
+                     "architecture": {"layers": [{"type": "linear", "in_features": 3, "out_features": 4},
+                                                 {"type": "dropout", "p": 0.5}]}},
+                    {"name": "student", "kind": "model", "source": "X", "target": "Y", "trainable": true,
+                     "architecture": {"layers": [{"type": "linear", "in_features": 3, "out_features": 4},
+                                                 {"type": "dropout", "p": 0.5}]}}]}
+        """))
+        c = compile_diagram(d; dtype = Float64, rng = rng)
+        @test c.models.teacher[2].active === false   # frozen: test mode
+        @test c.models.student[2].active === nothing  # trainable: Flux's automatic mode
+        x = randn(rng, 3, 64)
+        outside = c.models.teacher(x)
+        # withgradient's auxiliary output (Flux.withgradient docstring): the values seen inside the gradient
+        result = Flux.withgradient(m -> (sum(m.student(x)), m.teacher(x), m.student(x)), c.models)
+        _, teacher_inside, student_inside = result.val
+        @test teacher_inside == outside  # no dropout mask inside the gradient either
+        @test count(iszero, student_inside) > 0  # the trainable arrow's dropout is active in training
+    end
+
     @testset "weights round trip" begin
         name = "chain-cnn"
         c = compile_diagram(case_path(name, "diagram.json"); weights = case_path(name, "weights.safetensors"), dtype = Float64)

@@ -81,7 +81,7 @@ end
     @test rejection(() -> parse_diagram("{\"format\": \"learning-diagram\", \"format_version\": \"1.0\\n\"}")) ==
           [("unsupported-version", "/format_version")]
     @test rejection(() -> load_diagram(joinpath(@__DIR__, "no-such-file.json"))) ==
-          [("malformed-json", joinpath(@__DIR__, "no-such-file.json"))]
+          [("file-not-found", joinpath(@__DIR__, "no-such-file.json"))]
     doc = minimal_document()
     doc["objects"][3]["distance"] = DL.parse_json("{\"name\": \"cross_entropy\", \"label_smoothing\": 0.0}")
     doc["objects"][3]["distance"]["label_smoothing"] = NaN  # no NaN literal in JSON text (SPEC §1), but a value can be

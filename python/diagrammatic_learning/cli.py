@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import DiagramError
+from .errors import DiagramError, UsageError
 
 # Imported lazily so that `dlearn validate` does not pay for torch.
 COMMAND_MODULES = [
@@ -18,11 +18,36 @@ COMMAND_MODULES = [
     "diagrammatic_learning.torch_backend.commands",  # train, demo
     "diagrammatic_learning.conformance.commands",    # conformance
     "diagrammatic_learning.compose_commands",        # glue, draw
+    "diagrammatic_learning.eval_commands",           # eval
+    "diagrammatic_learning.weights_commands",        # weights inspect|rename|merge
 ]
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that states every option's default: ``(default: X)`` is added where the help text has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or not action.option_strings
+                or any(action.default is v for v in (None, argparse.SUPPRESS, False))):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _formatted(parser: argparse.ArgumentParser) -> None:
+    """Give ``parser`` and all its subcommands' parsers the defaults-stating help formatter."""
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _formatted(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="dlearn", description="Learning diagrams: check, show, train, compose.")
+    parser.add_argument("--version", action="version", version=f"dlearn (diagrammatic-learning) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -32,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # that part of the package is not built yet
             raise
         module.register(sub)
+    _formatted(parser)
     return parser
 
 
@@ -42,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     except DiagramError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except UsageError as e:
+        print(f"dlearn {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # an output folder that does not exist, a directory given as a file, a full disk
         print(f"error: {e}", file=sys.stderr)
         return 1

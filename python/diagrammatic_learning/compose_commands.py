@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from .compose import gluing
-from .draw import GraphvizNotFound, draw
-from .errors import DiagramError, Problem
+from .draw import GraphvizNotFound, draw, drawing
+from .errors import DiagramError, Problem, UsageError
 from .io import atomic_write, dumps, load, read_document
 from .tensorfiles import load_weights, write_safetensors
 
@@ -45,6 +45,8 @@ def _glue(args: argparse.Namespace) -> int:
 
 
 def _draw(args: argparse.Namespace) -> int:
+    if args.output == "-":
+        return _draw_to_stdout(args)
     d = _load(args.file)
     try:
         fmt = draw(d, args.output, args.format, args.equation)
@@ -55,28 +57,47 @@ def _draw(args: argparse.Namespace) -> int:
     return 0
 
 
+def _draw_to_stdout(args: argparse.Namespace) -> int:
+    """``-o -``: the drawing's text (DOT by default, Mermaid or SVG) on standard output, nothing else."""
+    fmt = args.format or "dot"
+    if fmt == "png":
+        raise UsageError("PNG is binary: write it to a file (-o out.png), or choose dot, mermaid or svg for -o -")
+    d = _load(args.file)
+    try:
+        text = drawing(d, fmt, args.equation).decode("utf-8")
+    except GraphvizNotFound as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("glue", help="glue two diagrams along a common part into one",
                        description="Glue SECOND onto FIRST along the parts named in the --along file "
                                    '({"objects": {"X": "X"}, "arrows": {"backbone": "backbone"}}, names of FIRST '
                                    "to names of SECOND, or a list of shared names); other parts stay apart, clashing "
                                    "names of SECOND get a prefix. Without --along: the disjoint union.")
-    p.add_argument("first", metavar="FIRST")
-    p.add_argument("second", metavar="SECOND")
+    p.add_argument("first", metavar="FIRST", help="the first diagram file")
+    p.add_argument("second", metavar="SECOND", help="the diagram file glued onto FIRST")
     p.add_argument("--along", metavar="ALONG.json", help="the common part (default: nothing shared)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.json")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.json", help="the glued diagram file to write")
     p.add_argument("--prefix", help="namespace for SECOND's clashing names (default: its name, else 'right')")
-    p.add_argument("--name", help="name of the glued diagram")
+    p.add_argument("--name", help="name of the glued diagram (default: none)")
     p.add_argument("--weights", nargs=2, metavar=("FIRST.safetensors", "SECOND.safetensors"),
-                   help="also write both sides' weights under the glued names (FIRST's win for shared arrows)")
+                   help="also write both sides' weights under the glued names (FIRST's win for shared arrows; "
+                        "default: no weights)")
     p.add_argument("--weights-out", metavar="OUT.safetensors", help="where (default: OUT with .safetensors)")
     p.set_defaults(func=_glue)
 
     p = sub.add_parser("draw", help="draw a diagram (SVG, PNG, DOT or Mermaid)")
-    p.add_argument("file", metavar="FILE")
+    p.add_argument("file", metavar="FILE", help="the diagram file")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file; the format follows the suffix: .svg .png .dot .gv .mmd")
-    p.add_argument("--format", choices=["svg", "png", "dot", "mermaid"], help="override the format")
+                   help="output file; the format follows the suffix: .svg .png .dot .gv .mmd; "
+                        "'-' writes the text to standard output (DOT unless --format says otherwise)")
+    p.add_argument("--format", choices=["svg", "png", "dot", "mermaid"],
+                   help="the format (default: from OUT's suffix; dot for -o -)")
     p.add_argument("--equation", metavar="N|NAME",
-                   help="highlight one equation, by number (0-based, as `dlearn show` lists them) or name")
+                   help="highlight one equation, by number (0-based, as `dlearn show` lists them) or name "
+                        "(default: none)")
     p.set_defaults(func=_draw)

@@ -61,3 +61,7 @@ class DiagramError(Exception):
 def pointer(*parts: object) -> str:
     """A JSON pointer from path parts, escaping ``~`` and ``/`` as RFC 6901 says."""
     return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class UsageError(ValueError):
+    """A command-line mistake found after parsing (options that do not go together): exit status 2."""

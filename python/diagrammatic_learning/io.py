@@ -143,12 +143,13 @@ def to_json(d: Diagram) -> dict[str, Any]:
 
 
 def read_document(source: str | os.PathLike) -> Any:
-    """Parse a JSON file; ``malformed-json`` naming the file, line and column on failure."""
+    """Parse a JSON file; ``file-not-found`` if there is none, ``malformed-json`` naming the file, line and
+    column if it cannot be read or parsed."""
     path = Path(source)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DiagramError.one("malformed-json", str(path), f"no such file: {path}") from None
+        raise DiagramError.one("file-not-found", str(path), f"no such file: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DiagramError.one("malformed-json", str(path), f"cannot read {path}: {e}") from None
     try:

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which backend to run (default: all; unavailable ones are skipped with the reason)")
     p.add_argument("--dtype", choices=list(DTYPES), default="float64", help="compute dtype (default float64)")
     p.add_argument("-k", metavar="PATTERN", help="only cases whose name contains PATTERN or matches it as a "
-                                                 "shell pattern (invalid cases are named invalid/<name>)")
-    p.add_argument("--suite", metavar="FOLDER", help="a suite folder other than the shipped one")
+                                                 "shell pattern (invalid cases are named invalid/<name>; "
+                                                 "default: every case)")
+    p.add_argument("--suite", metavar="FOLDER",
+                   help="a suite folder other than the shipped one (default: the shipped suite)")
     p.set_defaults(func=_conformance)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
+import json
 import re
 import sys
 import time
@@ -16,7 +18,9 @@ from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 from ..equations import equations
-from ..io import load
+from ..errors import DiagramError
+from ..eval_commands import device_option
+from ..io import atomic_write, load
 from ..resources import data_path
 
 
@@ -46,15 +50,74 @@ def _loss_table(rows: Sequence[Mapping[str, float]], first_column: str, labels: 
     return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *body])
 
 
-def _heldout_losses(model: Any, tables: list[Mapping[str, Any]]) -> dict[str, float]:
-    """Every equation's unweighted loss and the total on whole tables, as one batch, in evaluation mode."""
-    from .training import mean_losses
+def _nonnegative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number ≥ 0, got {text}")
+    return value
 
-    return mean_losses(model, [{col: values for table in tables for col, values in table.items()}])
+
+def _momentum(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _accuracy_table(rows: Sequence[Mapping[str, Any]], labels: Sequence[Any], names: Sequence[str]) -> str:
+    """Held-out results as aligned text: per label (epoch), the total, each equation, then each accuracy."""
+    with_acc = [n for n in names if n in rows[0]["accuracy"]]
+    header = ["epoch", "total"] + [f"[{i}]" for i in range(len(names))] + \
+        [f"acc[{names.index(n)}]" for n in with_acc]
+    body = [[str(label), f"{r['total']:.4f}"] + [f"{r['equations'][n]:.4f}" for n in names]
+            + [f"{r['accuracy'][n]:.4f}" for n in with_acc] for label, r in zip(labels, rows)]
+    widths = [max(len(r[c]) for r in [header, *body]) for c in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths)) for r in [header, *body])
+
+
+def _optimizer_factory(args: argparse.Namespace) -> Any:
+    """A function from the trainable parameters to the chosen optimizer (torch's defaults where not given)."""
+    import torch
+
+    decay = args.weight_decay
+    if args.optimizer == "adam":
+        return lambda params: torch.optim.Adam(params, lr=args.lr, weight_decay=decay or 0.0)
+    if args.optimizer == "adamw":
+        return lambda params: torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01 if decay is None else decay)
+    return lambda params: torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=decay or 0.0)
+
+
+def _check_output_places(args: argparse.Namespace) -> None:
+    """Fail before training, not after, if an output cannot be written where it is asked for."""
+    for option, value, is_dir in (("--history", args.history, False), ("--plot", args.plot, True)):
+        if value is None:
+            continue
+        path = Path(value)
+        parent = path.parent if str(path.parent) else Path(".")
+        if (is_dir and path.exists() and not path.is_dir()) or (not is_dir and path.is_dir()):
+            raise DiagramError.one("bad-value", option, f"{option} {value}: "
+                                   + ("is a file, not a folder" if is_dir else "is a folder, not a file"))
+        if not parent.is_dir():
+            raise DiagramError.one("bad-value", option, f"{option} {value}: the folder {parent} does not exist")
+
+
+def _history_document(args: argparse.Namespace, history: Any, names: list[str],
+                      held_out: list[dict[str, Any]], held_out_name: str | None) -> dict[str, Any]:
+    """The training history as JSON: per epoch the training means and held-out results, per step the total."""
+    steps_per_epoch = len(history.steps) // max(len(history.epochs), 1)
+    return {
+        "diagram": args.diagram, "data": args.data, "validation": held_out_name, "equations": names,
+        "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
+        "epochs": [{"epoch": i + 1, "train": row, "validation": held_out[i] if held_out else None}
+                   for i, row in enumerate(history.epochs)],
+        "steps": [{"step": i + 1, "epoch": i // steps_per_epoch + 1 if steps_per_epoch else 1, "total": total}
+                  for i, total in enumerate(history.steps)],
+    }
 
 
 def _train(args: argparse.Namespace) -> int:
     from .data import ColumnLoader, load_for
+    from .init_option import load_inits, parse_inits
 
     diagram = load(args.diagram)
     eqs = equations(diagram)
@@ -62,7 +125,15 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: {args.diagram} has nothing to train: it needs a trainable model arrow and an equation",
               file=sys.stderr)
         return 1
+    inits = parse_inits(args.init or [])
+    _check_output_places(args)
     tables = load_for(diagram, args.data, "train")
+    digits = args.data.partition(":")[0] == "digits"
+    held_out_name = args.val_data or (f"{args.data} (test split)" if digits else None)
+    held_out_tables = (load_for(diagram, args.val_data or args.data, "test") if held_out_name else None)
+    from .devices import resolve_device
+
+    device = resolve_device(args.device)
     out = Path(args.weights_out or Path("runs") / Path(args.diagram).stem / "weights.safetensors")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -72,29 +143,47 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from . import compile, fit
+    from .measure import measure
 
     torch.manual_seed(args.seed)
-    model = compile(diagram, weights=args.init)
+    model = compile(diagram, dtype=args.dtype, device=device)
+    load_inits(model, inits)
     loader = ColumnLoader(tables, args.batch_size, seed=args.seed)
     print(f"training {args.diagram} on {args.data} ({' + '.join(map(str, loader.sizes))} rows), "
-          f"{len(loader)} steps per epoch; equations:")
+          f"{len(loader)} steps per epoch, {args.optimizer} on {device}, {args.dtype}; equations:")
     for i, eq in enumerate(eqs):
         print(f"  [{i}] {eq.name}")
+    held_out: list[dict[str, Any]] = []
+
+    def on_epoch_end(epoch: int, m: Any, history: Any) -> None:
+        if held_out_tables is not None:
+            result = measure(m, held_out_tables)
+            held_out.append(result)
+            history.evals.append((epoch, {**result["equations"], "total": result["total"]}))
+
     started = time.perf_counter()
-    history = fit(model, loader, epochs=args.epochs, lr=args.lr, checkpoint_dir=args.checkpoint_dir,
-                  progress=not args.quiet)
+    history = fit(model, loader, epochs=args.epochs, optimizer=_optimizer_factory(args),
+                  checkpoint_dir=args.checkpoint_dir, progress=not args.quiet, on_epoch_end=on_epoch_end)
     print(_loss_table(history.epochs, "epoch", range(1, len(history.epochs) + 1)))
     print(f"trained in {time.perf_counter() - started:.1f} s")
-    if args.data.partition(":")[0] == "digits":
-        test = _heldout_losses(model, load_for(diagram, args.data, "test"))
-        print("held-out (digits test split, evaluation mode):")
-        print(_loss_table([test], "split", ["test"]))
+    names = [e.name for e in eqs]
+    if held_out:
+        print(f"held-out ({held_out_name}, evaluation mode):")
+        print(_accuracy_table(held_out, range(1, len(held_out) + 1), names))
     try:
         model.save_weights(out)
     except OSError as e:
         print(f"error: cannot write {out}: {e}", file=sys.stderr)
         return 1
     print(f"weights written to {out}")
+    if args.history:
+        doc = _history_document(args, history, names, held_out, held_out_name)
+        atomic_write(args.history, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+        print(f"history written to {args.history}")
+    if args.plot:
+        Path(args.plot).mkdir(exist_ok=True)
+        plots = plot_equation_losses(history, model.equations, Path(args.diagram).stem, Path(args.plot))
+        print(f"loss plots: {', '.join(str(p) for p in plots)}")
     return 0
 
 
@@ -135,7 +224,7 @@ def plot_equation_losses(history: Any, eqs: Sequence[Any], stage: str, out: Path
         ax.plot(epochs, [row[name] for row in history.epochs], marker="o", label="training (epoch mean)")
         if history.evals:
             ax.plot([e for e, _ in history.evals], [row[name] for _, row in history.evals], marker="s",
-                    label="held-out")
+                    label="validation")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss (unweighted)")
         ax.set_title(f"{stage}: {name}\n{eq.lhs} = {eq.rhs}, {eq.distance.name}, weight {eq.weight:g}", fontsize=9)
@@ -143,8 +232,10 @@ def plot_equation_losses(history: Any, eqs: Sequence[Any], stage: str, out: Path
         ax.legend()
         fig.tight_layout()
         path = out / f"{stage}-{i}-{_slug(name)}.png"
-        fig.savefig(path)
+        image = io.BytesIO()
+        fig.savefig(image, format="png")
         plt.close(fig)
+        atomic_write(path, image.getvalue())
         paths.append(path)
     return paths
 
@@ -178,27 +269,49 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Train a diagram's trainable arrows by minimising its loss. DATA is "
                                    "'digits' (scikit-learn's 8x8 digits, all derived columns), 'digits:VIEW' "
                                    "(views: image, tasks, fewshot, halves, captions), or a .safetensors or .npz "
-                                   "file whose arrays are columns (rows aligned per data object). On digits, training uses the "
-                                   "fixed training split and the held-out losses of the test split are printed.")
-    p.add_argument("diagram", metavar="DIAGRAM")
-    p.add_argument("--data", required=True, metavar="DATA")
-    p.add_argument("--epochs", type=_positive_int, default=10)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (safetensors) instead of a fresh init")
+                                   "file whose arrays are columns (rows aligned per data object). On digits, training "
+                                   "uses the fixed training split and, unless --val-data says otherwise, the test "
+                                   "split is the held-out data measured after every epoch (losses and accuracy, "
+                                   "in evaluation mode). Frozen arrows are always in evaluation mode (SPEC §9).")
+    p.add_argument("diagram", metavar="DIAGRAM", help="the diagram file")
+    p.add_argument("--data", required=True, metavar="DATA", help="training data: digits, digits:VIEW or a file")
+    p.add_argument("--val-data", metavar="DATA",
+                   help="held-out data measured after every epoch, named as --data (default: the digits test "
+                        "split when training on digits, else none)")
+    p.add_argument("--epochs", type=_positive_int, default=10, help="passes over the training data")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="examples per step")
+    p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam", help="the optimizer")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="learning rate")
+    p.add_argument("--weight-decay", type=_nonnegative_float, metavar="WD",
+                   help="weight decay (default: the optimizer's own: 0 for adam and sgd, 0.01 for adamw)")
+    p.add_argument("--momentum", type=_momentum, default=0.0, help="SGD momentum (sgd only)")
+    p.add_argument("--device", metavar="DEVICE", type=device_option,
+                   help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
+    p.add_argument("--init", action="append", metavar="ARROW=FILE[:SOURCE]",
+                   help="start from trained weights instead of a fresh init; repeatable. ARROW=FILE loads one "
+                        "arrow from FILE (a weights file, taking its tensors of arrow SOURCE, default ARROW, "
+                        "or a file of one arrow written by save_arrow); a plain FILE loads the whole diagram's "
+                        "weights. Arrows not named keep their fresh initialisation (default: none)")
     p.add_argument("--weights-out", metavar="PATH",
                    help="where to write the trained weights (default runs/<diagram>/weights.safetensors)")
-    p.add_argument("--checkpoint-dir", metavar="DIR", help="also write DIR/epoch-<n>.safetensors after each epoch")
+    p.add_argument("--history", metavar="FILE.json",
+                   help="also write the history: per epoch the training and held-out losses and accuracy, "
+                        "per step the total loss (default: not written)")
+    p.add_argument("--plot", metavar="DIR",
+                   help="also write one loss plot per equation into DIR, training and held-out (default: none)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="also write DIR/epoch-<n>.safetensors after each epoch (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seeds the initialisation and the batch order")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on terminals)")
     p.set_defaults(func=_train)
 
     p = sub.add_parser("demo", help="distil a digit classifier into a small student; plot the losses",
                        description="Runs examples/distillation.py: trains a teacher on digits, then a small "
                                    "student from the teacher and the labels; prints both held-out accuracies "
                                    "and writes a loss plot per equation, and both weights files, into DIR.")
-    p.add_argument("--out", default=str(Path("runs") / "demo"), metavar="DIR")
-    p.add_argument("--teacher-epochs", type=_positive_int, default=15)
-    p.add_argument("--student-epochs", type=_positive_int, default=25)
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=str(Path("runs") / "demo"), metavar="DIR", help="output folder")
+    p.add_argument("--teacher-epochs", type=_positive_int, default=15, help="epochs of teacher training")
+    p.add_argument("--student-epochs", type=_positive_int, default=25, help="epochs of student training")
+    p.add_argument("--quiet", action="store_true", help="no progress bars (default: bars on terminals)")
     p.set_defaults(func=_demo)

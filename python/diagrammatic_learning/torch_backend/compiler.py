@@ -28,8 +28,8 @@ from .batch_check import BatchChecker
 from .distances import distance_fn
 from .functions import function_op
 from .plan import Plan, build_plan
-from .weights import (WeightsSource, check_tensors, copy_into, model_arrow, read_weights, save_tensors,
-                      to_tensor)
+from .weights import (WeightsSource, arrow_tensors, check_tensors, copy_into, model_arrow, read_weights,
+                      save_tensors, to_tensor)
 
 Batch = Mapping[str, Any]
 # step kinds of the compiled program; FUNCTION1 and MODEL1 take one argument, passed without building a list
@@ -193,12 +193,25 @@ class CompiledDiagram(nn.ModuleDict):
         self._modules[name] = module
         if name in self._frozen:  # a trainable module keeps the requires_grad flags it came with
             self._set_trainable(name, False)
+        else:
+            module.train(self.training)
         if isinstance(arrow, ModelArrow) and arrow.external:
             self._unchecked.add(name)
 
     def _set_trainable(self, name: str, trainable: bool) -> None:
-        for p in self._modules[name].parameters():
+        """Whether arrow ``name`` trains: its parameters' ``requires_grad``, and its mode (SPEC §9: a frozen
+        arrow is always in evaluation mode, dropout the identity; a trainable one follows ``self.training``)."""
+        module = self._modules[name]
+        for p in module.parameters():
             p.requires_grad_(trainable)
+        module.train(self.training and trainable)
+
+    def train(self, mode: bool = True) -> "CompiledDiagram":
+        """Training mode for the trainable arrows only: frozen arrows stay in evaluation mode (SPEC §9)."""
+        super().train(mode)
+        for name in self._frozen:
+            self._modules[name].eval()
+        return self
 
     def _apply(self, fn: Callable, recurse: bool = True) -> "CompiledDiagram":  # type: ignore[override]
         """Follow ``.to()``, ``.double()``, ``.cuda()``: the compute dtype and device are the parameters'."""
@@ -331,6 +344,24 @@ class CompiledDiagram(nn.ModuleDict):
         check_weights(self._diagram, tensors, where)
         for name in self._architecture_arrows():
             copy_into(self._modules[name], tensors, f"{name}.")
+
+    def load_arrow_weights(self, name: str, source: WeightsSource, source_arrow: str | None = None) -> None:
+        """Load model arrow ``name``'s parameters alone from a weights file or mapping; other arrows keep theirs.
+
+        ``source`` is a diagram's weights file (the tensors ``source_arrow.*`` are
+        taken, ``source_arrow`` defaulting to ``name``; the file's other arrows are
+        ignored) or a ``save_arrow`` file (keys ``layers.0.weight``). The arrow's
+        tensors get SPEC §8's checks (missing, unexpected, shape, dtype, naming
+        ``file#key``) before any is copied.
+        """
+        arrow = model_arrow(self._diagram, name, "load_arrow_weights")
+        if arrow.architecture is None:
+            raise DiagramError.one("external-unbound", self._arrow_pointer(name),
+                                   f"model {name!r} is external: its weights are its module's, not a file's")
+        tensors, where = read_weights(source)
+        own, prefix = arrow_tensors(architecture_parameter_shapes(arrow.architecture), tensors, where, name,
+                                    source_arrow)
+        copy_into(self._modules[name], own, prefix)
 
     # -- arrows
 

@@ -185,7 +185,12 @@ def columns_for(diagram: Diagram, tables: list[Table], source: str = "data") -> 
     owner = {col: i for i, t in enumerate(tables) for col in t}
     read = [a for a in diagram.arrows.values() if isinstance(a, DataArrow)]
     merged = {a.column: tables[owner[a.column]][a.column] for a in read if a.column in owner}
-    check_batch(diagram, merged, source)
+    try:
+        check_batch(diagram, merged, source)
+    except DiagramError as e:
+        available = ", ".join(sorted(owner)) or "none"
+        raise DiagramError([Problem(p.code, p.pointer, f"{p.message}; its columns: {available}")
+                            if p.code == "batch-missing-column" else p for p in e.problems]) from None
     first_table: dict[str, tuple[int, str]] = {}
     problems = []
     for a in read:

@@ -69,6 +69,38 @@ def check_tensors(want: Mapping[str, tuple[int, ...]], tensors: Mapping[str, Any
     return problems
 
 
+def _local_form(key: str) -> bool:
+    """Whether a key names a parameter within one arrow (``layers.0.weight``, ``inputs.1.0.bias``)."""
+    head, _, rest = key.partition(".")
+    return head in ("layers", "inputs") and rest[:1].isdigit()
+
+
+def arrow_tensors(want: Mapping[str, tuple[int, ...]], tensors: Mapping[str, Any], source: str, arrow: str,
+                  source_arrow: str | None = None) -> tuple[dict[str, Any], str]:
+    """One arrow's tensors out of a weights file, checked as SPEC §8 checks a whole file, for that arrow only.
+
+    ``want``: the arrow's parameter shapes (``layers.0.weight`` → shape). The file is
+    either a diagram's weights file, whose ``source_arrow.*`` keys are taken (other
+    arrows' keys are ignored; ``source_arrow`` defaults to ``arrow``), or, when no key
+    has that prefix and ``source_arrow`` is not given, an arrow file
+    (``save_arrow``: keys ``layers.0.weight``). Returns the tensors and their key prefix.
+    """
+    prefix = f"{source_arrow or arrow}."
+    own = {k: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not own and source_arrow is None and tensors and all(_local_form(k) for k in tensors):
+        own, prefix = dict(tensors), ""
+    if not own:
+        arrows = sorted({k.partition(".")[0] for k in tensors if not _local_form(k)})
+        hint = (f"; its arrows: {', '.join(arrows)} (name one: {arrow}={source}:ARROW)" if arrows
+                else "; it holds no weights")
+        raise DiagramError.one("weights-missing-key", f"{source}#{prefix}",
+                               f"{source} has no tensors of arrow {prefix[:-1]!r}{hint}")
+    problems = check_tensors(want, own, source, prefix)
+    if problems:
+        raise DiagramError(problems)
+    return own, prefix
+
+
 def copy_into(module: nn.Module, tensors: Mapping[str, Any], prefix: str = "") -> None:
     """Copy checked tensors into a module's parameters (keys ``prefix + state_dict key``), without autograd."""
     with torch.no_grad():
