@@ -194,3 +194,18 @@ def test_distillation_end_to_end_by_command_line(trained_teacher, tmp_path, caps
     assert "distill" not in student_eval["accuracy"]  # its rhs is the teacher's output, not a label column
     assert teacher_eval["accuracy"]["classifier(x) = y"] > 0.6  # chance is 0.1
     assert student_accuracy > 0.3
+
+
+def test_train_when_no_equation_reaches_a_trainable_arrow(tmp_path, capsys):
+    doc = json.loads(Path(SUPERVISED).read_text())
+    doc["arrows"][2]["trainable"] = False
+    doc["objects"].append({"name": "Z", "kind": "tensor", "shape": [3], "dtype": "float32"})
+    doc["arrows"].append({"name": "unused", "kind": "model", "source": "X", "target": "Z", "trainable": True,
+                          "architecture": {"layers": [{"type": "linear", "in_features": 64, "out_features": 3}]}})
+    doc["equations"] = {"automatic": True, "explicit": [{"lhs": "classifier(x)", "rhs": "y"}]}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(doc))
+    out = tmp_path / "w.safetensors"
+    assert dlearn(["train", str(path), "--data", "digits", "--epochs", "1", "--weights-out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot train") and "trainable parameter" in err and not out.exists()

@@ -162,8 +162,12 @@ def _train(args: argparse.Namespace) -> int:
             history.evals.append((epoch, {**result["equations"], "total": result["total"]}))
 
     started = time.perf_counter()
-    history = fit(model, loader, epochs=args.epochs, optimizer=_optimizer_factory(args),
-                  checkpoint_dir=args.checkpoint_dir, progress=not args.quiet, on_epoch_end=on_epoch_end)
+    try:
+        history = fit(model, loader, epochs=args.epochs, optimizer=_optimizer_factory(args),
+                      checkpoint_dir=args.checkpoint_dir, progress=not args.quiet, on_epoch_end=on_epoch_end)
+    except ValueError as e:  # fit's own checks: e.g. no equation reaches a trainable arrow
+        print(f"error: cannot train {args.diagram}: {e}", file=sys.stderr)
+        return 1
     print(_loss_table(history.epochs, "epoch", range(1, len(history.epochs) + 1)))
     print(f"trained in {time.perf_counter() - started:.1f} s")
     names = [e.name for e in eqs]

@@ -22,15 +22,19 @@ class Init:
 
 def parse_init(text: str) -> Init:
     """``FILE``, ``ARROW=FILE`` or ``ARROW=FILE:SOURCE``; a name that exists as a file is always a file."""
+    if not text:
+        raise UsageError("--init needs a file: FILE, ARROW=FILE or ARROW=FILE:SOURCE")
     head, eq, rest = text.partition("=")
     if not eq or not NAME.fullmatch(head) or Path(text).exists():
         return Init(text)
-    if not rest:
-        raise UsageError(f"--init {text}: no file after '='")
     file, colon, source = rest.rpartition(":")
     if colon and NAME.fullmatch(source) and not Path(rest).exists():
-        return Init(file, head, source)
-    return Init(rest, head)
+        rest = file
+    else:
+        source = None
+    if not rest:
+        raise UsageError(f"--init {text}: no file after '='")
+    return Init(rest, head, source)
 
 
 def parse_inits(texts: Sequence[str]) -> list[Init]:
