@@ -5,6 +5,8 @@
     loss = m({"image": x, "label": y})      # the total loss, a 0-d tensor
     history = fit(m, loader, epochs=5)      # Adam over the trainable arrows, progress bar, checkpoints
     m.save_weights("weights.safetensors")   # canonical names, e.g. classifier.layers.0.weight
+    d = compile("distillation.json")        # a fresh teacher and student ...
+    d.load_arrow_weights("teacher", "weights.safetensors", source_arrow="classifier")  # ... then one arrow loaded
 
 Importing this package does not import torch: each name loads its module (and torch) on first
 use, so that the CLI's parser and the format core stay free of torch, and a program that also
