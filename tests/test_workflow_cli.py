@@ -155,6 +155,8 @@ def test_train_option_errors_write_nothing(tmp_path, capsys):
             dlearn(base + bad)
         assert e.value.code == 2
     capsys.readouterr()
+    assert dlearn(base + ["--momentum", "0.9"]) == 2  # with adam
+    assert "--momentum is for --optimizer sgd" in capsys.readouterr().err
     (tmp_path / "afile").write_text("x")
     assert dlearn(base + ["--plot", str(tmp_path / "afile")]) == 1
     assert "--plot" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any, Mapping, Sequence
 
 from ..equations import equations
-from ..errors import DiagramError
+from ..errors import DiagramError, UsageError
 from ..eval_commands import device_option
 from ..io import atomic_write, load
 from ..resources import data_path
@@ -125,6 +125,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: {args.diagram} has nothing to train: it needs a trainable model arrow and an equation",
               file=sys.stderr)
         return 1
+    if args.momentum and args.optimizer != "sgd":
+        raise UsageError(f"--momentum is for --optimizer sgd, not {args.optimizer}")
     inits = parse_inits(args.init or [])
     _check_output_places(args)
     tables = load_for(diagram, args.data, "train")
