@@ -174,8 +174,9 @@ Compile a diagram (a [`Diagram`](@ref) or a path to one) to Flux in compute dtyp
 array in storage layout; without it the parameters are drawn from `rng` as PyTorch initialises
 them. `externals` binds each `external` model arrow to a callable (a Flux model or a function)
 taking one array per source in storage layout, batch last. Frozen arrows (`trainable: false`)
-are put in test mode (`Flux.testmode!`, SPEC §9), so their dropout is off in training too. Throws [`DiagramError`](@ref):
-every weights code of SPEC §8, `external-unbound` for an external arrow without a binding.
+are put in test mode (`Flux.testmode!`, SPEC §9), so their dropout is off in training too.
+Throws [`DiagramError`](@ref): every weights code of SPEC §8, `external-unbound` for an
+external arrow without a binding.
 """
 function compile_diagram(d::Diagram; weights = nothing, dtype::Type{<:AbstractFloat} = Float32,
                          externals::AbstractDict = Dict{String,Any}(), rng::AbstractRNG = default_rng())
