@@ -113,7 +113,7 @@ BASE = {
     "size", "something", "sort", "sort!", "split", "sprint", "sqrt", "stack", "startswith", "string", "sum",
     "summary", "take!", "tanh", "tempname", "throw", "tryparse", "typemax", "typemin", "typeof", "union!", "unique", "unique!",
     "values", "vcat", "view", "write", "zero", "zeros", "zip",
-    "ispath",
+    "ispath", "argmax", "vec",
 }
 # Local variables holding functions (arguments, closures), called by name.
 LOCALS = {"f", "m", "T", "pool", "model", "branch", "back", "offset", "expect_name", "term", "want_tensor", "src_tensor",

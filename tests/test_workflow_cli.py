@@ -97,6 +97,56 @@ def test_eval_with_julia_unavailable_says_why(trained_teacher, capsys):
     assert "Traceback" not in err
 
 
+class ReferenceAsJulia:
+    """Stands in for the Julia module behind ``FluxBackend``: undoes the storage layout the Python side
+    passes (``array.T``) and answers ``bridge_evaluate_accuracy`` with the NumPy reference, as JSON."""
+
+    def bridge_evaluate_accuracy(self, diagram_json, dtype, weight_names, batch_names, equation_names, *items):
+        from diagrammatic_learning import equations, load
+        from diagrammatic_learning.reference import evaluate
+
+        wn, bn, wanted = json.loads(weight_names), json.loads(batch_names), json.loads(equation_names)
+        assert len(items) == len(wn) + len(bn) and dtype == "float64"
+        weights = {k: np.asarray(v).T for k, v in zip(wn, items)}
+        batch = {k: np.asarray(v).T for k, v in zip(bn, items[len(wn):])}
+        r = evaluate(json.loads(diagram_json), weights, batch)
+        hits = {e.name: [int((r.terms[str(e.lhs)].argmax(-1) == r.terms[str(e.rhs)]).sum()),
+                         int(r.terms[str(e.rhs)].size)]
+                for e in equations(load(json.loads(diagram_json))) if e.name in wanted}
+        return json.dumps({"ok": True, "result": {"equations": [[k, v] for k, v in r.equations.items()],
+                                                  "total": r.total, "hits": hits}})
+
+
+def test_eval_julia_plumbing_with_a_stand_in_for_julia(trained_teacher, monkeypatch, capsys):
+    """Everything on the Python side of `dlearn eval --backend julia` (layout, names, counts, means)."""
+    import diagrammatic_learning.julia as jl
+    import diagrammatic_learning.julia.backend as jl_backend
+
+    monkeypatch.setattr(jl, "is_available", lambda: (True, "stand-in"))
+    monkeypatch.setattr(jl_backend, "julia_module", ReferenceAsJulia)
+    common = ["eval", SUPERVISED, "--weights", str(trained_teacher), "--data", "digits", "--batch-size", "100",
+              "--json"]
+    julia = run_json(common + ["--backend", "julia"], capsys)
+    reference = run_json(common + ["--backend", "reference"], capsys)
+    assert julia["examples"] == reference["examples"] == 359
+    assert julia["equations"] == reference["equations"] and julia["total"] == reference["total"]
+    assert julia["accuracy"] == reference["accuracy"] and set(julia["accuracy"]) == {"classifier(x) = y"}
+
+
+def test_eval_julia_agrees_with_torch(trained_teacher, capsys):
+    from diagrammatic_learning import julia
+
+    ok, why = julia.is_available()
+    if not ok:
+        pytest.skip(f"SKIPPED: the Flux.jl backend cannot run here: {why}")
+    common = ["eval", SUPERVISED, "--weights", str(trained_teacher), "--data", "digits", "--dtype", "float64",
+              "--json"]
+    in_julia = run_json(common + ["--backend", "julia"], capsys)
+    in_torch = run_json(common + ["--backend", "torch"], capsys)
+    assert in_julia["total"] == pytest.approx(in_torch["total"], rel=1e-10)
+    assert in_julia["accuracy"] == in_torch["accuracy"]
+
+
 # ----------------------------------------------------------------------------- train options
 
 

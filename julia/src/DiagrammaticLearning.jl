@@ -40,6 +40,7 @@ export build_model, export_model, ProductModel, Activation, SoftmaxLayer, Flatte
 export ZeroBasedEmbedding, TorchLayerNorm, TorchLSTM
 export CompiledDiagram, compile_diagram, Batch, load_batch, load_weights
 export diagram_loss, evaluate_diagram, Evaluation, evaluate_files, term_values
+export top1_hits, evaluate_with_hits
 export training_state, train_step!, canonical_weights, save_weights
 export save_flux_model, load_flux_model
 
@@ -60,6 +61,7 @@ include("build.jl")
 include("export.jl")
 include("numerics.jl")
 include("evaluate.jl")
+include("accuracy.jl")
 include("flux_files.jl")
 include("bridge.jl")
 

@@ -85,6 +85,31 @@ function bridge_evaluate_arrays(diagram_json::AbstractString, dtype::AbstractStr
 end
 
 """
+    bridge_evaluate_accuracy(diagram_json, dtype, weight_names_json, batch_names_json, equation_names_json, items...) -> String
+
+[`bridge_evaluate_arrays`](@ref) without externals, adding `"hits"`: for each equation named in
+`equation_names_json` (those whose right-hand side is a label column), `[right, count]` of its
+top-1 predictions ([`evaluate_with_hits`](@ref)).
+"""
+function bridge_evaluate_accuracy(diagram_json::AbstractString, dtype::AbstractString,
+                                  weight_names_json::AbstractString, batch_names_json::AbstractString,
+                                  equation_names_json::AbstractString, items...)
+    return bridge_call() do
+        weight_names = String.(parse_json(weight_names_json))
+        batch_names = String.(parse_json(batch_names_json))
+        nw, nb = length(weight_names), length(batch_names)
+        weights = Dict{String,Any}(zip(weight_names, items[1:nw]))
+        columns = Dict{String,Any}(zip(batch_names, items[nw+1:nw+nb]))
+        d = parse_diagram(diagram_json)
+        c = compile_diagram(d; weights = weights, dtype = parse_dtype(dtype))
+        ev, hits = evaluate_with_hits(c, load_batch(c, columns), Set(String.(parse_json(equation_names_json))))
+        result = Dict{String,Any}(evaluation_json(ev))
+        result["hits"] = Dict{String,Any}(name => Any[right, n] for (name, (right, n)) in hits)
+        result
+    end
+end
+
+"""
     bridge_build_model(architecture_json, dtype, inputs, weight_names_json, weights...) -> (problems, model)
 
 A Flux model from an architecture (JSON text) and canonical weights by path (`layers.0.weight`),

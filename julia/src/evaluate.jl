@@ -330,8 +330,14 @@ Every equation's unweighted distance and the total loss on a batch (a [`Batch`](
 safetensors path or a dictionary of columns). Dropout is the identity here (outside a gradient
 Flux's `Dropout` is inactive), so the values are comparable across backends (SPEC §9).
 """
-function evaluate_diagram(c::CompiledDiagram{T}, batch::Batch) where {T}
-    values = term_values(c.models, c, batch)
+evaluate_diagram(c::CompiledDiagram, batch::Batch) = evaluation_of(c, term_values(c.models, c, batch))
+
+"""
+    evaluation_of(c::CompiledDiagram, values) -> Evaluation
+
+The equations' distances and the total from the plan's term values (see [`term_values`](@ref)).
+"""
+function evaluation_of(c::CompiledDiagram{T}, values) where {T}
     equations = Pair{String,T}[]
     total = zero(T)
     for (eq, step) in zip(c.equations, c.plan.equations)

@@ -167,5 +167,25 @@ end
                                                         (weights[k] for k in names)..., (columns[k] for k in batch_names)...))
         @test reply["ok"] === true
         @test reply["result"]["total"] ≈ expected["total"] rtol = 1e-12
+        # accuracy through the bridge: the classifier's own argmax against the label column
+        reply = DL.parse_json(DL.bridge_evaluate_accuracy(read(files[1], String), "float64", DL.json_text(names),
+                                                          DL.json_text(batch_names), DL.json_text(["classifier(x) = y"]),
+                                                          (weights[k] for k in names)..., (columns[k] for k in batch_names)...))
+        @test reply["ok"] === true
+        @test reply["result"]["total"] ≈ expected["total"] rtol = 1e-12
+        c = compile_diagram(d; weights = files[2], dtype = Float64)
+        logits = c.models.classifier(Array{Float64}(columns["image"]))
+        labels = columns["label"]
+        right = count(j -> argmax(logits[:, j]) - 1 == labels[j], 1:length(labels))
+        @test reply["result"]["hits"]["classifier(x) = y"] == [right, length(labels)]
+    end
+
+    @testset "top-1 hits in storage layout" begin
+        logits = Float64[0 5 1; 9 0 1; 0 0 7; 1 1 1]  # (C = 4, B = 3): classes 1, 0, 2 (0-based)
+        @test top1_hits(logits, [1, 0, 3]) == (2, 3)
+        seq = zeros(2, 3, 2)  # logical [B = 2, L = 3, C = 2]
+        seq[2, :, 1] .= 1.0   # example 1: class 1 at every step
+        seq[1, 2, 2] = 1.0    # example 2: class 0 at step 2; ties elsewhere give the first class, 0
+        @test top1_hits(seq, [1 0; 1 0; 0 0]) == (5, 6)
     end
 end

@@ -47,11 +47,13 @@ def _torch(args: argparse.Namespace, diagram: Any, tables: list, dtype: str) -> 
 
 
 def _each_batch(args: argparse.Namespace, diagram: Any, tables: list,
-                run: Callable[[dict], tuple[dict[str, float], float, dict[str, Any]]]) -> dict[str, Any]:
+                run: Callable[[dict, Accumulator], tuple[dict[str, float], float, Any]]) -> dict[str, Any]:
+    """Means over ``tables`` from ``run(batch, accumulator)``: equation values, total, and the term values
+    accuracy needs (or None when ``run`` added top-1 counts to the accumulator itself)."""
     eqs = equations(diagram)
     acc = Accumulator([e.name for e in eqs], accuracy_terms(diagram, eqs))
     for rows, batch in batches(tables, args.batch_size):
-        values, total, terms = run(batch)
+        values, total, terms = run(batch, acc)
         acc.add(rows, values, total, terms)
     return acc.result()
 
@@ -61,7 +63,7 @@ def _reference(args: argparse.Namespace, diagram: Any, tables: list, dtype: str)
 
     weights = load_weights(diagram, args.weights)
 
-    def run(batch: dict) -> tuple[dict[str, float], float, dict[str, Any]]:
+    def run(batch: dict, acc: Accumulator) -> tuple[dict[str, float], float, Any]:
         r = evaluate(diagram, weights, batch)
         return r.equations, r.total, r.terms
 
@@ -77,9 +79,10 @@ def _julia(args: argparse.Namespace, diagram: Any, tables: list, dtype: str) -> 
     backend = julia.FluxBackend()
     weights = load_weights(diagram, args.weights)
 
-    def run(batch: dict) -> tuple[dict[str, float], float, dict[str, Any]]:
-        r = backend.evaluate_arrays(diagram, weights, batch, dtype)
-        return r["equations"], r["total"], None  # the bridge returns losses, not term values
+    def run(batch: dict, acc: Accumulator) -> tuple[dict[str, float], float, Any]:
+        r = backend.evaluate_accuracy(diagram, weights, batch, list(acc.accuracy), dtype)
+        acc.add_hits(r["hits"])  # counted in Julia: the bridge returns counts, not term values
+        return r["equations"], r["total"], None
 
     return _each_batch(args, diagram, tables, run)
 
@@ -99,24 +102,16 @@ def _eval(args: argparse.Namespace) -> int:
     tables = load_for(diagram, args.data, args.split)
     result = BACKENDS[args.backend](args, diagram, tables, dtype)
     names = [e.name for e in equations(diagram)]
-    if args.backend == "julia":
-        accuracy_note = "accuracy: not available from the julia backend (its bridge returns losses only)"
-    else:
-        accuracy_note = None
     if args.json:
         doc = {"diagram": args.diagram, "weights": args.weights, "data": args.data,
                "split": args.split if args.data.partition(":")[0] == "digits" else None,
                "backend": args.backend, "dtype": dtype, **result}
-        if accuracy_note:
-            doc["accuracy"] = None
         print(json.dumps(doc, indent=2))
         return 0
     where = f" ({args.split} split)" if args.data.partition(":")[0] == "digits" else ""
     print(f"{args.diagram} with {args.weights} on {args.data}{where}: {result['examples']} examples, "
           f"{args.backend} backend, {dtype}")
     print(format_result(result, names))
-    if accuracy_note:
-        print(accuracy_note)
     return 0
 
 

@@ -65,8 +65,11 @@ class Accumulator:
         self.total += rows * float(total)
         if terms is None:
             return
-        for name, (lhs, rhs) in self.accuracy.items():
-            right, count = top1_hits(terms[lhs], terms[rhs])
+        self.add_hits({name: top1_hits(terms[lhs], terms[rhs]) for name, (lhs, rhs) in self.accuracy.items()})
+
+    def add_hits(self, hits: Mapping[str, tuple[int, int]]) -> None:
+        """Top-1 counts ``(right, count)`` per equation, from a backend that counts them itself."""
+        for name, (right, count) in hits.items():
             seen = self.hits.setdefault(name, [0, 0])
             seen[0] += right
             seen[1] += count

@@ -109,6 +109,22 @@ class FluxBackend:
         return _evaluation(parse_reply(str(reply)))
 
 
+    def evaluate_accuracy(self, diagram: Union[str, os.PathLike, Mapping[str, Any], Diagram],
+                          weights: Mapping[str, Any], batch: Mapping[str, Any], equations: list[str],
+                          dtype: str = "float64") -> dict[str, Any]:
+        """:meth:`evaluate_arrays` (no externals) plus ``"hits"``: for each named equation (its rhs a
+        label column), ``(right, count)`` of its lhs's top-1 predictions, computed in Julia."""
+        weight_names, batch_names = list(weights), list(batch)
+        reply = self._julia.bridge_evaluate_accuracy(
+            _diagram_text(diagram), _check_dtype(dtype), json.dumps(weight_names), json.dumps(batch_names),
+            json.dumps(list(equations)), *(to_julia_layout(weights[k]) for k in weight_names),
+            *(to_julia_layout(batch[k]) for k in batch_names))
+        result = parse_reply(str(reply))
+        out = _evaluation(result)
+        out["hits"] = {name: (int(right), int(count)) for name, (right, count) in result["hits"].items()}
+        return out
+
+
 def evaluate(diagram: Union[str, os.PathLike, Mapping[str, Any], Diagram], weights: Any, batch: Any,
              dtype: str = "float64", externals: Externals | None = None) -> dict[str, Any]:
     """One evaluation with the Flux.jl backend: files (paths) or in-memory mappings for weights and batch."""
