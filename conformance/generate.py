@@ -754,6 +754,33 @@ def offsets_beyond_data(tensors: dict[str, np.ndarray]) -> bytes:
     return struct.pack("<Q", len(text)) + text + data[: len(data) // 2]
 
 
+def bf16_at(tensors: dict[str, np.ndarray], key: str) -> bytes:
+    """A safetensors file with ``key`` stored as BF16 (the upper halves of its float32 values), the rest as given."""
+    header: dict[str, Any] = {}
+    offset = 0
+    blobs = []
+    names = {np.dtype("<f8"): "F64", np.dtype("<f4"): "F32", np.dtype("<i8"): "I64"}
+    for k in sorted(tensors):
+        a = np.ascontiguousarray(tensors[k])
+        if k == key:
+            raw = (a.astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
+            dtype = "BF16"
+        else:
+            raw, dtype = a.astype(a.dtype.newbyteorder("<")).tobytes(), names[a.dtype.newbyteorder("<")]
+        header[k] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(raw)]}
+        offset += len(raw)
+        blobs.append(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
+
+
+def with_nan(tensors: dict, key: str) -> None:
+    a = tensors[key].copy()
+    a.flat[0] = np.nan
+    tensors[key] = a
+
+
 def drop(tensors: dict, key: str) -> None:
     del tensors[key]
 
@@ -789,6 +816,8 @@ def invalid_file_cases() -> dict[str, tuple[Callable[[], Diagram], FileCase]]:
         "weights-wrong-dtype": (invalid_base, ("weights-dtype", f"{W}#{wk}",
                                                with_weights(lambda w: w.update({wk: np.arange(9, dtype=np.int32)
                                                                                 .reshape(3, 3)})))),
+        "weights-bf16": (invalid_base, ("weights-dtype", f"{W}#{wk}", with_weights(lambda w: bf16_at(w, wk)))),
+        "weights-not-finite": (invalid_base, ("weights-value", f"{W}#{bk}", with_weights(lambda w: with_nan(w, bk)))),
         "weights-truncated": (invalid_base, ("weights-file", W,
                                              with_weights(lambda w: safetensors_bytes(w)[:-20]))),
         "weights-header-length-overclaims": (invalid_base, ("weights-file", W, with_weights(
@@ -814,6 +843,7 @@ def invalid_file_cases() -> dict[str, tuple[Callable[[], Diagram], FileCase]]:
         "batch-embedding-index-range": (embedding_base, ("batch-index-range", f"{B}#tok",
                                                          with_batch(lambda b: b.update(tok=np.array(
                                                              [[0, 1], [5, 2], [3, 3]]))))),
+        "batch-bf16": (invalid_base, ("batch-dtype", f"{B}#x", with_batch(lambda b: bf16_at(b, "x")))),
         "batch-not-safetensors": (invalid_base, ("batch-file", B, with_batch(lambda b: b"{\"x\": [1, 2, 3]}\n"))),
         "batch-truncated": (invalid_base, ("batch-file", B, with_batch(lambda b: safetensors_bytes(b)[:40]))),
     }

@@ -88,6 +88,12 @@ CASES: dict[str, Case] = {
                                          distance={"name": "cross_entropy", "label_smoothing": 1.5})),
     "temperature-zero": ("bad-value", "/equations/explicit/0/distance/temperature",
                          lambda d: d["equations"]["explicit"][0]["distance"].update(temperature=0)),
+    "temperature-too-large": ("bad-value", "/equations/explicit/0/distance/temperature",
+                              lambda d: d["equations"]["explicit"][0]["distance"].update(temperature=1e8)),
+    "name-ending-in-newline": ("bad-value", "/arrows/4/name", lambda d: arrow(d, "head").update(name="head\n")),
+    "format-version-a-number": ("wrong-type", "/format_version", lambda d: d.update(format_version=1.0)),
+    "lone-surrogate-in-description": ("bad-value", "/description", lambda d: d.update(description="a\ud800b")),
+    "integer-beyond-2-to-the-53": ("bad-value", "/objects/1/shape/0", lambda d: d["objects"][1].update(shape=[2 ** 53])),
     # --- names and references
     "duplicate-object-name": ("duplicate-name", "/objects/5/name",
                               lambda d: d["objects"].append({"name": "Y", "kind": "categorical", "classes": 3})),

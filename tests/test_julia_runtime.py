@@ -23,14 +23,18 @@ def fresh_state(monkeypatch):
 
 def test_without_juliacall_the_reason_says_so(fresh_state, monkeypatch):
     monkeypatch.setattr(runtime.importlib.util, "find_spec", lambda name: None)
-    assert runtime.is_available() == (False, "juliacall is not installed: pip install 'diagrammatic-learning[julia]'")
+    available = runtime.is_available()
+    assert not available and bool(available) is False  # falsy, not a (always truthy) tuple
+    assert available.reason == "juliacall is not installed: pip install 'diagrammatic-learning[julia]'"
+    assert tuple(available) == (False, available.reason) and str(available) == available.reason
     with pytest.raises(runtime.JuliaUnavailable, match="juliacall is not installed"):
         runtime.start()
 
 
 def test_a_failed_start_is_remembered(fresh_state):
     runtime._state["error"] = "starting Julia failed: boom"
-    assert runtime.is_available() == (False, "starting Julia failed: boom")
+    available = runtime.is_available()
+    assert not available and available.reason == "starting Julia failed: boom"
 
 
 def fake_julia(tmp_path, version: str):
@@ -47,7 +51,8 @@ def test_julia_versions_are_read_and_checked(fresh_state, monkeypatch, tmp_path)
     ok, reason = runtime.is_available()
     assert not ok and "Julia 1.9.4" in reason and "≥ 1.10" in reason
     monkeypatch.setenv("PYTHON_JULIAPKG_EXE", fake_julia(tmp_path, "1.11.2"))
-    assert runtime.is_available() == (True, f"Julia 1.11.2 at {tmp_path / 'julia'}")
+    available = runtime.is_available()
+    assert available and available.reason == f"Julia 1.11.2 at {tmp_path / 'julia'}"
     monkeypatch.setenv("PYTHON_JULIAPKG_OFFLINE", "yes")
     monkeypatch.setattr(runtime, "_packages_installed", lambda: False)
     ok, reason = runtime.is_available()

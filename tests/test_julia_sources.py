@@ -114,6 +114,8 @@ BASE = {
     "summary", "take!", "tanh", "tempname", "throw", "tryparse", "typemax", "typemin", "typeof", "union!", "unique", "unique!",
     "values", "vcat", "view", "write", "zero", "zeros", "zip",
     "ispath", "argmax", "vec",
+    # reading files and numbers safely (issue 9)
+    "big", "chop", "endswith", "filesize", "floatmax", "ltoh", "pop!", "reinterpret",
 }
 # Local variables holding functions (arguments, closures), called by name.
 LOCALS = {"f", "m", "T", "pool", "model", "branch", "back", "offset", "expect_name", "term", "want_tensor", "src_tensor",

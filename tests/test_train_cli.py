@@ -155,7 +155,7 @@ def test_train_reports_bad_data_without_writing(tmp_path, capsys):
 
 
 def test_train_writes_weights_and_reports_held_out_loss(tmp_path, capsys):
-    out = tmp_path / "run" / "w.safetensors"
+    out = tmp_path / "w.safetensors"
     assert dlearn(["train", SUPERVISED, "--data", "digits", "--epochs", "2", "--batch-size", "128",
                    "--lr", "0.003", "--weights-out", str(out), "--quiet"]) == 0
     text = capsys.readouterr().out

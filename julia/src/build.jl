@@ -124,17 +124,82 @@ function build_chain(layers::Vector{Layer}, path::AbstractString, src::Parameter
     return Flux.Chain((build_layer(layer, "$path.$(i - 1)", src, T) for (i, layer) in enumerate(layers))...)
 end
 
+# SPEC §8, parameter limit: parameters are counted, in exact arithmetic, before any is allocated.
+const MAX_PARAMETERS = 2^28  # 268,435,456: 1 GiB in Float32, 2 GiB in Float64
+const MAX_PARAMETERS_VARIABLE = "DLEARN_MAX_PARAMETERS"
+
 """
-    build_model(arch::Architecture, T=Float32; inputs=1, weights=nothing, prefix="", rng=Random.default_rng())
+    default_max_parameters() -> Int
+
+The parameter limit when none is given: `ENV["DLEARN_MAX_PARAMETERS"]` if set (an integer ≥ 0;
+`bad-value` otherwise), else `MAX_PARAMETERS` (2^28), as in the Python library.
+"""
+function default_max_parameters()
+    text = get(ENV, MAX_PARAMETERS_VARIABLE, nothing)
+    text === nothing && return MAX_PARAMETERS
+    limit = tryparse(Int, text)
+    (limit === nothing || limit < 0) &&
+        throw(DiagramError("bad-value", MAX_PARAMETERS_VARIABLE,
+                           "$MAX_PARAMETERS_VARIABLE must be an integer ≥ 0, got $(repr(text))"))
+    return limit
+end
+
+"""
+    architecture_parameter_count(arch::Architecture) -> BigInt
+
+How many numbers an architecture's parameters hold (the §4 shapes multiplied out and summed), in
+`BigInt` arithmetic so that no declared size overflows. A size beyond `Int` (which `param_int`
+cannot convert) counts as more than any limit.
+"""
+function architecture_parameter_count(arch::Architecture)
+    try
+        return sum((prod(big, shape; init = big(1)) for (_, shape) in architecture_parameter_shapes(arch)); init = big(0))
+    catch err
+        err isa Union{InexactError,OverflowError} || rethrow()
+        return big(typemax(Int))^2
+    end
+end
+
+too_many_parameters(place, what, count, limit) =
+    DiagramError("too-many-parameters", place,
+                 "$what $count parameters, more than the limit of $limit; raise it with max_parameters= or " *
+                 "$MAX_PARAMETERS_VARIABLE if you mean it")
+
+"""
+    check_parameter_count(d::Diagram; max_parameters=default_max_parameters()) -> BigInt
+
+The diagram's parameter count; a [`DiagramError`](@ref) `too-many-parameters` at the model arrow
+where the running count (declaration order) first exceeds `max_parameters` (SPEC §8).
+"""
+function check_parameter_count(d::Diagram; max_parameters::Integer = default_max_parameters())
+    total = big(0)
+    for a in model_arrows(d)
+        a.architecture === nothing && continue
+        total += architecture_parameter_count(a.architecture)
+        total > max_parameters &&
+            throw(too_many_parameters(json_pointer("arrows", arrow_position(d, a.name)),
+                                      "with model $(repr(a.name)) the diagram has", total, max_parameters))
+    end
+    return total
+end
+
+"""
+    build_model(arch::Architecture, T=Float32; inputs=1, weights=nothing, prefix="", rng=Random.default_rng(),
+                max_parameters=default_max_parameters())
 
 The architecture as a Flux model with element type `T`: a `Flux.Chain` with one layer per
 vocabulary layer for a single source, a [`ProductModel`](@ref) for `inputs ≥ 2` sources.
 Parameters come from `weights` (canonical path → array in storage layout, looked up as
 `prefix * "layers.0.weight"`), or are drawn from `rng` as PyTorch initialises them.
-The model takes and returns arrays in storage layout, batch last.
+The model takes and returns arrays in storage layout, batch last. An architecture of more than
+`max_parameters` parameters is `too-many-parameters` (pointer `"architecture"`), decided before
+anything is allocated.
 """
 function build_model(arch::Architecture, ::Type{T} = Float32; inputs::Integer = 1, weights = nothing,
-                     prefix::AbstractString = "", rng::AbstractRNG = default_rng()) where {T<:AbstractFloat}
+                     prefix::AbstractString = "", rng::AbstractRNG = default_rng(),
+                     max_parameters::Integer = default_max_parameters()) where {T<:AbstractFloat}
+    count = architecture_parameter_count(arch)
+    count > max_parameters && throw(too_many_parameters("architecture", "the architecture has", count, max_parameters))
     src = ParameterSource(weights, String(prefix), rng)
     trunk = build_chain(arch.layers, "layers", src, T)
     inputs == 1 && return trunk

@@ -176,10 +176,14 @@ them. `externals` binds each `external` model arrow to a callable (a Flux model 
 taking one array per source in storage layout, batch last. Frozen arrows (`trainable: false`)
 are put in test mode (`Flux.testmode!`, SPEC §9), so their dropout is off in training too.
 Throws [`DiagramError`](@ref): every weights code of SPEC §8, `external-unbound` for an
-external arrow without a binding.
+external arrow without a binding, `too-many-parameters` when the architectures hold more than
+`max_parameters` parameters (default 2^28 or `ENV["DLEARN_MAX_PARAMETERS"]`), counted before
+anything is allocated.
 """
 function compile_diagram(d::Diagram; weights = nothing, dtype::Type{<:AbstractFloat} = Float32,
-                         externals::AbstractDict = Dict{String,Any}(), rng::AbstractRNG = default_rng())
+                         externals::AbstractDict = Dict{String,Any}(), rng::AbstractRNG = default_rng(),
+                         max_parameters::Integer = default_max_parameters())
+    check_parameter_count(d; max_parameters = max_parameters)  # before anything is allocated (SPEC §8)
     T = dtype
     equations = diagram_equations(d)
     tensors = weights === nothing ? nothing : load_weights(d, weights)
@@ -195,7 +199,7 @@ function compile_diagram(d::Diagram; weights = nothing, dtype::Type{<:AbstractFl
             push!(models, binding)
         else
             push!(models, build_model(a.architecture, T; inputs = length(a.sources), weights = tensors,
-                                      prefix = "$(a.name).", rng = rng))
+                                      prefix = "$(a.name).", rng = rng, max_parameters = max_parameters))
         end
         # SPEC §9: a frozen arrow is always in evaluation mode (its dropout inactive, even inside a
         # gradient); trainable arrows keep Flux's automatic mode (active only inside a gradient).

@@ -54,6 +54,19 @@ function json_is_type(x, name::AbstractString)
     return false
 end
 
+"""
+    ecma_regex(pattern) -> Regex
+
+A schema `pattern` with ECMA-262's meaning (JSON Schema's regex dialect) of a final `\$`: the end of
+the text. PCRE's `\$` also matches before a final newline, which would let `"X\\n"` pass as a name.
+"""
+function ecma_regex(pattern::AbstractString)
+    if endswith(pattern, "\$") && !endswith(pattern, "\\\$")
+        pattern = chop(pattern) * "\\z"
+    end
+    return Regex(pattern)
+end
+
 # Equality as jsonschema's `enum` and `const` see it: 1 == 1.0, but true is not 1.
 function json_equal(a, b)
     (a isa Bool || b isa Bool) && return a isa Bool && b isa Bool && a == b
@@ -120,7 +133,7 @@ function check_keyword!(out, keyword::AbstractString, value, x, schema, path, ro
     elseif keyword == "patternProperties"
         json_is_object(x) || return
         for (pattern, sub) in value
-            regex = Regex(pattern)
+            regex = ecma_regex(pattern)
             for (k, v) in x
                 occursin(regex, k) && collect_violations!(out, v, sub, [path; k], root)
             end
@@ -145,7 +158,7 @@ function check_keyword!(out, keyword::AbstractString, value, x, schema, path, ro
     elseif keyword == "const"
         json_equal(x, value) || violation!(out, keyword, path, x, schema)
     elseif keyword == "pattern"
-        x isa AbstractString && !occursin(Regex(value), x) && violation!(out, keyword, path, x, schema)
+        x isa AbstractString && !occursin(ecma_regex(value), x) && violation!(out, keyword, path, x, schema)
     elseif keyword == "maxLength"
         x isa AbstractString && length(x) > value && violation!(out, keyword, path, x, schema)
     elseif keyword == "minLength"
@@ -187,7 +200,7 @@ end
 
 function additional_properties(x, schema)
     declared = get(schema, "properties", nothing)
-    patterns = [Regex(p) for p in keys(get(schema, "patternProperties", JSON.Object{String,Any}()))]
+    patterns = [ecma_regex(p) for p in keys(get(schema, "patternProperties", JSON.Object{String,Any}()))]
     return [k for k in keys(x) if !(declared !== nothing && haskey(declared, k)) && !any(occursin(r, k) for r in patterns)]
 end
 

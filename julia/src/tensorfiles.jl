@@ -37,18 +37,65 @@ is_float_dtype(x::AbstractArray) = eltype(x) in (Float32, Float64)
     read_safetensors(path, what="weights") -> Dict{String,Array}
 
 Every tensor of a safetensors file, in storage layout with its stored element type. A
-[`DiagramError`](@ref) `<what>-file` naming the file if it is missing, truncated, or its header is
-inconsistent.
+[`DiagramError`](@ref) `<what>-file` naming the file if it is missing, not a regular file (a FIFO
+or a device is refused before it is opened), truncated, or its header is inconsistent
+(SafeTensors.jl checks the header length, at most 100,000,000 bytes, and that the declared
+offsets and sizes tile the data before any tensor is read). A tensor of a dtype the format knows
+but this package does not read is `<what>-dtype` (SPEC §8): BF16 and F8 tensors load as
+`BFloat16`/`Float8` arrays and fail the dtype checks; F8_E8M0, F6_*, F4 and C64, which
+SafeTensors.jl does not know, are found in the header ([`unread_dtype_problem`](@ref)).
 """
 function read_safetensors(path::AbstractString, what::AbstractString = "weights")
-    isfile(path) || throw(DiagramError("$what-file", path, "cannot read $what file $path: no such file"))
+    if !isfile(path)  # `isfile` is true for regular files only
+        throw(DiagramError("$what-file", path, ispath(path) ?
+            "cannot read $what file: $path is not a regular file (a FIFO, a device, a socket or a folder)" :
+            "cannot read $what file $path: no such file"))
+    end
     tensors = try
         SafeTensors.load_safetensors(path; mmap = false)
     catch err
         err isa InterruptException && rethrow()
+        problem = unread_dtype_problem(path, what)
+        problem === nothing || throw(DiagramError(problem))
         throw(DiagramError("$what-file", path, "$path is not a readable safetensors file: $(sprint(showerror, err))"))
     end
     return Dict{String,Array}(String(name) => storage_layout(t) for (name, t) in tensors)
+end
+
+# safetensors dtypes that SafeTensors.jl does not read, with their bits per entry
+const UNREAD_DTYPE_BITS = Dict("F8_E8M0" => 8, "F6_E2M3" => 6, "F6_E3M2" => 6, "F4" => 4, "C64" => 64)
+const MAX_SAFETENSORS_HEADER = 100_000_000
+
+"""
+    unread_dtype_problem(path, what) -> Union{Problem,Nothing}
+
+`<what>-dtype` for the first tensor (by key) of a file SafeTensors.jl could not read whose dtype
+is one the format knows but this package does not read; `nothing` if there is none or the header
+itself is unreadable (then the file is `<what>-file`). Reads at most the header.
+"""
+function unread_dtype_problem(path::AbstractString, what::AbstractString)
+    header = try
+        open(path) do io
+            head = read(io, 8)
+            length(head) == 8 || return nothing
+            n = ltoh(reinterpret(UInt64, head)[1])
+            (n <= MAX_SAFETENSORS_HEADER && 8 + n <= filesize(path)) || return nothing
+            parse_json(String(read(io, Int(n))))
+        end
+    catch err
+        err isa InterruptException && rethrow()
+        return nothing
+    end
+    header isa AbstractDict || return nothing
+    for key in sort!([String(k) for k in keys(header)])
+        info = header[key]
+        info isa AbstractDict || continue
+        dtype = get(info, "dtype", nothing)
+        if dtype isa AbstractString && haskey(UNREAD_DTYPE_BITS, dtype)
+            return Problem("$what-dtype", "$path#$key", "$(repr(key)) has dtype $dtype, which this package does not read")
+        end
+    end
+    return nothing
 end
 
 """
@@ -109,8 +156,8 @@ end
     check_weights(d::Diagram, tensors::AbstractDict, source="weights")
 
 Check weights (canonical name → array in storage layout) against the diagram's parameters: every
-key present, no other key, each shape and a float dtype (SPEC §8). Throws a [`DiagramError`](@ref)
-with every problem, pointers `source#key`.
+key present, no other key, each shape, a float dtype and finite values (SPEC §8: NaN or Inf is
+`weights-value`). Throws a [`DiagramError`](@ref) with every problem, pointers `source#key`.
 """
 check_weights(d::Diagram, tensors::AbstractDict, source::AbstractString = "weights") =
     check_tensors(parameter_shapes(d), tensors, source)
@@ -132,9 +179,13 @@ function check_tensors(want::Vector{Pair{String,Vector{Int}}}, tensors::Abstract
         is_float_dtype(t) ||
             push!(problems, Problem("weights-dtype", "$source#$key",
                                     "$(repr(key)) has dtype $(dtype_name(eltype(t))); weights are float32 or float64"))
-        logical_size(t) == shape ||
+        if logical_size(t) != shape
             push!(problems, Problem("weights-shape", "$source#$key",
                                     "$(repr(key)) has shape $(logical_size(t)), the diagram needs $shape"))
+        elseif is_float_dtype(t) && !all(isfinite, t)
+            push!(problems, Problem("weights-value", "$source#$key",
+                                    "$(repr(key)) holds NaN or infinite values; every weight must be a finite number"))
+        end
     end
     wanted = Set(first.(want))
     for key in sort!(collect(String, keys(tensors)))

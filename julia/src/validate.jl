@@ -2,32 +2,74 @@
 # meaning (SPEC §1–7), with the same problems, codes and pointers as the Python library's
 # io.py and validate.py.
 
+# SPEC §1: a diagram document is read from a regular file of at most this many bytes, and its
+# arrays and objects nest at most this deep (the top-level object is depth 1).
+const MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
+const MAX_NESTING = JSON_MAX_DEPTH  # 512
+# SPEC §1: integers lie within ±(2^53 − 1) (I-JSON, RFC 7493), so that every reader holds them exactly
+# (and no size overflows Int64 when it is multiplied by a small factor).
+const MAX_INTEGER = 2^53 - 1
+
 """
     read_document(path::AbstractString) -> Any
 
 Parse a JSON file; a [`DiagramError`](@ref) `file-not-found` if there is no such file,
 `malformed-json` if it cannot be read (pointer: the path) or is not JSON (pointer: `""`, the
-message gives line and column).
+message gives line and column). Only a regular file of at most `MAX_DOCUMENT_BYTES` is read
+(SPEC §1): a FIFO, a device or a folder is refused before it is opened, so nothing blocks.
 """
 function read_document(path::AbstractString)
+    ispath(path) || throw(DiagramError("file-not-found", path, "no such file: $path"))
+    isfile(path) ||  # `isfile` is true for regular files only
+        throw(DiagramError("malformed-json", path,
+                           "$path is not a regular file (a FIFO, a device, a socket or a folder); only regular files are read"))
+    size = filesize(path)
+    size > MAX_DOCUMENT_BYTES &&
+        throw(DiagramError("malformed-json", path, "$path has $size bytes, more than the $MAX_DOCUMENT_BYTES bytes allowed"))
     bytes = try
-        read(path)
+        open(io -> read(io, MAX_DOCUMENT_BYTES + 1), path)  # never more than the cap, even if the file grows
     catch err
         err isa InterruptException && rethrow()
-        ispath(path) || throw(DiagramError("file-not-found", path, "no such file: $path"))
         throw(DiagramError("malformed-json", path, "cannot read $path: $(sprint(showerror, err))"))
     end
+    length(bytes) > MAX_DOCUMENT_BYTES &&
+        throw(DiagramError("malformed-json", path, "$path has more than the $MAX_DOCUMENT_BYTES bytes allowed"))
     isvalid(String, bytes) || throw(DiagramError("malformed-json", path, "cannot read $path: it is not UTF-8 text"))
     return parse_document(String(bytes); source = path)
 end
 
 function parse_document(text::AbstractString; source::AbstractString = "the document")
-    try
-        return parse_json(text)
+    doc = try
+        parse_json(text)
     catch err
         err isa JSONSyntaxError || rethrow()
         throw(DiagramError("malformed-json", "", "$source: $(err.message)"))
     end
+    nesting_depth(doc, MAX_NESTING) > MAX_NESTING &&
+        throw(DiagramError("malformed-json", "", "$source: arrays and objects nest more than $MAX_NESTING deep (SPEC §1)"))
+    return doc
+end
+
+"""
+    nesting_depth(doc, limit) -> Int
+
+How deep arrays and objects nest in `doc` (a scalar is 0), counting at most to `limit + 1`;
+iterative, so no depth overflows the stack.
+"""
+function nesting_depth(doc, limit::Integer)
+    deepest = 0
+    stack = Tuple{Any,Int}[(doc, 1)]
+    while !isempty(stack)
+        value, depth = pop!(stack)
+        if value isa AbstractDict || value isa AbstractVector
+            deepest = max(deepest, depth)
+            depth > limit && return depth
+            for v in (value isa AbstractDict ? values(value) : value)
+                push!(stack, (v, depth + 1))
+            end
+        end
+    end
+    return deepest
 end
 
 """
@@ -41,15 +83,23 @@ function check_document(doc)
     format = get(doc, "format", nothing)
     format isa AbstractString && format == "learning-diagram" ||
         throw(DiagramError("not-a-diagram", "/format", "\"format\" must be \"learning-diagram\", got $(repr(format))"))
+    nesting_depth(doc, MAX_NESTING) > MAX_NESTING &&
+        throw(DiagramError("malformed-json", "", "arrays and objects nest more than $MAX_NESTING deep (SPEC §1)"))
     version = get(doc, "format_version", nothing)
-    if !(version isa AbstractString) || !occursin(r"\A[0-9]+\.[0-9]+\z", version)
-        throw(DiagramError(version isa AbstractString ? "unsupported-version" : "missing-key", "/format_version",
-                           "\"format_version\" must be \"MAJOR.MINOR\", got $(repr(version))"))
+    # a missing or non-string version is reported by the schema (missing-key, wrong-type) with the rest
+    if version isa AbstractString
+        occursin(r"\A[0-9]+\.[0-9]+\z", version) ||
+            throw(DiagramError("unsupported-version", "/format_version",
+                               "\"format_version\" must be \"MAJOR.MINOR\", got $(repr(version))"))
+        first(split(version, '.')) == "1" ||
+            throw(DiagramError("unsupported-version", "/format_version",
+                               "format version $version is not supported; this reader reads 1.x"))
     end
-    first(split(version, '.')) == "1" ||
-        throw(DiagramError("unsupported-version", "/format_version",
-                           "format version $version is not supported; this reader reads 1.x"))
-    problems = [schema_problems(doc); non_finite_problems(doc)]
+    problems = Problem[]
+    seen = Set{Tuple{String,String}}()
+    for p in [schema_problems(doc); non_finite_problems(doc)]  # one problem per code and place (Inf > maximum)
+        (p.code, p.pointer) in seen || (push!(seen, (p.code, p.pointer)); push!(problems, p))
+    end
     isempty(problems) || throw(DiagramError(problems))
     return nothing
 end
@@ -57,18 +107,33 @@ end
 """
     non_finite_problems(doc) -> Vector{Problem}
 
-`bad-value` for every NaN or infinite number outside `x-` keys, in document order (SPEC §1:
-every number is finite; the reader accepts `NaN` and `Infinity` as Python's does, and reads
-`1e400` as infinite).
+`bad-value` for every number that is not finite and every string that is not Unicode text,
+outside `x-` keys, in document order (SPEC §1: every number is finite; the reader accepts `NaN`
+and `Infinity` as Python's does, reads `1e400` as infinite, and an integer literal beyond
+Float64 as a `BigInt`, which counts as not finite; a lone surrogate escape such as `"\\ud800"`
+gives a `String` that is not valid UTF-8). Keys count as strings, under `x-` too.
 """
 non_finite_problems(doc) = collect_non_finite!(Problem[], doc, Any[])
 
+# Whether a string is Unicode text: valid UTF-8, so no lone surrogate (a `String` holds any bytes).
+is_text(s::AbstractString) = isvalid(String(s))
+
 function collect_non_finite!(problems::Vector{Problem}, value, path::Vector{Any})
     if value isa AbstractFloat && !isfinite(value)
-        push!(problems, Problem("bad-value", json_pointer(path...), "$value is not a finite number"))
+        push!(problems, Problem("bad-value", json_pointer(path...), "$value is not a finite number (or is beyond float64)"))
+    elseif value isa Integer && !(value isa Bool) && abs(value) > MAX_INTEGER
+        push!(problems, Problem("bad-value", json_pointer(path...),
+                                "$value is beyond ±(2^53 − 1), the integers every reader holds exactly (SPEC §1)"))
+    elseif value isa AbstractString && !is_text(value)
+        push!(problems, Problem("bad-value", json_pointer(path...),
+                                "the text holds a lone surrogate (\\ud800–\\udfff), which is not Unicode text"))
     elseif value isa AbstractDict
+        for k in keys(value)
+            is_text(k) || push!(problems, Problem("bad-value", json_pointer(path..., k),
+                                                  "the key holds a lone surrogate, which is not Unicode text"))
+        end
         for (k, v) in value
-            startswith(k, "x-") || collect_non_finite!(problems, v, [path; k])
+            is_text(k) && !startswith(k, "x-") && collect_non_finite!(problems, v, [path; k])
         end
     elseif value isa AbstractVector
         for (i, v) in enumerate(value)

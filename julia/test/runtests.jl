@@ -25,6 +25,7 @@ const HAS_CONFORMANCE = isdir(joinpath(CONFORMANCE, "cases")) && isdir(joinpath(
         @test_skip HAS_CONFORMANCE
     end
     include("reading.jl")
+    include("hostile.jl")
     include("layers.jl")
     HAS_CONFORMANCE && include("evaluation.jl")
     include("models.jl")

@@ -13,9 +13,8 @@ from .diagram import (Architecture, CategoricalObject, DataArrow, DataObject, Di
                       Layer, ModelArrow, TensorObject, layer, mlp, sequential)
 from .equations import Equation, enumerate_terms, equations
 from .errors import DiagramError, Problem
-from .io import dumps, from_json, load, save, to_json
+from .io import dumps, from_json, load, problems, save, to_json, validate
 from .terms import Term, parse_term
-from .validate import problems, validate
 
 try:
     __version__ = _metadata.version("diagrammatic-learning")  # defined once, in pyproject.toml

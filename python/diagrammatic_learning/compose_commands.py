@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,7 +27,40 @@ def _load(path: str):
         raise in_file(path, e) from None
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (through symlinks and ``..``), existing or not."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_outputs(outputs: dict[str, str], inputs: dict[str, str]) -> None:
+    """``bad-value`` if two outputs are one file, or an output would overwrite an input, before anything is written."""
+    problems = []
+    names = list(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if _same_file(outputs[a], outputs[b]):
+                problems.append(Problem("bad-value", a, f"{a} and {b} are the same file {outputs[a]}: the "
+                                                        f"second would overwrite the first"))
+        for what, path in inputs.items():
+            if _same_file(outputs[a], path):
+                problems.append(Problem("bad-value", a, f"{a} {outputs[a]} is the input {what}; write elsewhere"))
+    if problems:
+        raise DiagramError(problems)
+
+
 def _glue(args: argparse.Namespace) -> int:
+    weights_out = None
+    if args.weights:
+        weights_out = args.weights_out or str(Path(args.output).with_suffix(".safetensors"))
+    inputs = {"FIRST": args.first, "SECOND": args.second}
+    inputs.update({"--along": args.along} if args.along else {})
+    inputs.update({f"--weights {k + 1}": w for k, w in enumerate(args.weights or [])})
+    _check_outputs({"-o": args.output, **({"--weights-out": weights_out} if weights_out else {})}, inputs)
     d1, d2 = _load(args.first), _load(args.second)
     along = read_document(args.along) if args.along else {}
     if args.weights and len(args.weights) != 2:
@@ -38,15 +72,15 @@ def _glue(args: argparse.Namespace) -> int:
     atomic_write(args.output, dumps(g.diagram).encode("utf-8"))
     print(f"wrote {args.output}: {len(g.diagram.objects)} objects, {len(g.diagram.arrows)} arrows")
     if weights is not None:
-        out = args.weights_out or str(Path(args.output).with_suffix(".safetensors"))
-        write_safetensors(weights, out)
-        print(f"wrote {out}: {len(weights)} tensors")
+        write_safetensors(weights, weights_out)
+        print(f"wrote {weights_out}: {len(weights)} tensors")
     return 0
 
 
 def _draw(args: argparse.Namespace) -> int:
     if args.output == "-":
         return _draw_to_stdout(args)
+    _check_outputs({"-o": args.output}, {"FILE": args.file})
     d = _load(args.file)
     try:
         fmt = draw(d, args.output, args.format, args.equation)
@@ -87,7 +121,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", nargs=2, metavar=("FIRST.safetensors", "SECOND.safetensors"),
                    help="also write both sides' weights under the glued names (FIRST's win for shared arrows; "
                         "default: no weights)")
-    p.add_argument("--weights-out", metavar="OUT.safetensors", help="where (default: OUT with .safetensors)")
+    p.add_argument("--weights-out", metavar="OUT.safetensors",
+                   help="where (default: OUT with .safetensors); it must differ from OUT and from every input")
     p.set_defaults(func=_glue)
 
     p = sub.add_parser("draw", help="draw a diagram (SVG, PNG, DOT or Mermaid)")

@@ -125,6 +125,17 @@ _EDGE = {
 }
 
 
+def _text(text: str) -> str:
+    """Any text as a DOT label showing exactly that text.
+
+    ``graphviz.escape`` doubles backslashes, but DOT's lexer reads ``\\"`` as an escaped quote,
+    so a text ending in a backslash would end the file's string early: a space after it keeps
+    the quote a quote.
+    """
+    escaped = graphviz.escape(text)
+    return graphviz.escape(text + " ") if escaped.endswith("\\") else escaped
+
+
 def _junction(arrow: str) -> str:
     return f"{arrow}/join"  # '/' is not allowed in names, so this never clashes with an object
 
@@ -132,14 +143,14 @@ def _junction(arrow: str) -> str:
 def to_graphviz(d: Diagram, equation: int | str | Equation | None = None) -> graphviz.Digraph:
     """The diagram as a ``graphviz.Digraph`` (left to right), with ``equation`` highlighted if given."""
     hl = Highlight.of(pick_equation(d, equation))
-    g = graphviz.Digraph(d.name or "diagram")
+    g = graphviz.Digraph("diagram")  # the graph's own name is never shown; d.name is the label
     g.attr(rankdir="LR", fontname="Helvetica", fontsize="11", nodesep="0.35", ranksep="0.6")
     g.attr("node", fontname="Helvetica", fontsize="11")
     g.attr("edge", fontname="Helvetica", fontsize="10")
     if d.name:
-        g.attr(label=graphviz.escape(d.name), labelloc="t", fontsize="13")
+        g.attr(label=_text(d.name), labelloc="t", fontsize="13")
     if hl is not None:
-        g.attr(label=graphviz.escape((d.name + "\n" if d.name else "") + hl.caption), labelloc="b")
+        g.attr(label=_text((d.name + "\n" if d.name else "") + hl.caption), labelloc="b")
 
     for obj in d.objects.values():
         attrs = dict(_NODE[obj.kind])

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 from .diagram import (Architecture, CategoricalObject, DataArrow, DataObject, Diagram, Distance,
                       ExplicitEquation, FunctionArrow, Layer, ModelArrow, TensorObject, FORMAT)
-from .errors import DiagramError
+from .errors import DiagramError, Problem
+from .files import MAX_DOCUMENT_BYTES, UnreadableFile, atomic_write, read_text
+from .validate import MAX_NESTING, check_diagram, check_document, nesting_depth
+
+__all__ = ["MAX_DOCUMENT_BYTES", "MAX_NESTING", "atomic_write", "dumps", "from_json", "load", "parse_document",
+           "problems", "read_document", "save", "to_json", "validate"]
 
 Source = Union[str, os.PathLike, Mapping[str, Any], Diagram]
 
@@ -142,32 +146,32 @@ def to_json(d: Diagram) -> dict[str, Any]:
     return doc
 
 
-def read_document(source: str | os.PathLike) -> Any:
-    """Parse a JSON file; ``file-not-found`` if there is none, ``malformed-json`` naming the file, line and
-    column if it cannot be read or parsed."""
-    path = Path(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DiagramError.one("file-not-found", str(path), f"no such file: {path}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise DiagramError.one("malformed-json", str(path), f"cannot read {path}: {e}") from None
-    try:
-        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
-    except json.JSONDecodeError as e:
-        raise DiagramError.one("malformed-json", "", f"{path}: invalid JSON at line {e.lineno}, "
-                                                     f"column {e.colno}: {e.msg}") from None
-    except _NotJSON as e:
-        raise DiagramError.one("malformed-json", "", f"{path}: {e}") from None
-    except RecursionError:
-        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest more than "
-                                                     f"{MAX_JSON_DEPTH} deep") from None
-    if _too_deep(doc):
-        raise DiagramError.one("malformed-json", "", f"{path}: arrays and objects nest more than {MAX_JSON_DEPTH} deep")
-    return doc
+class _HugeInt(int):
+    """An integer literal too long for Python's int conversion (over 4300 digits), kept as a stand-in.
+
+    It is an integer beyond ±(2^53 − 1), so it is ``bad-value`` at its place (SPEC §1); the
+    stand-in's value is ±10^400 and it prints as what it stands for.
+    """
+
+    digits: int
+
+    def __new__(cls, text: str) -> "_HugeInt":
+        value = super().__new__(cls, -10 ** 400 if text.startswith("-") else 10 ** 400)
+        value.digits = len(text.lstrip("-"))
+        return value
+
+    def __repr__(self) -> str:
+        return f"{'-' if self < 0 else ''}<an integer of {self.digits} digits>"
+
+    __str__ = __repr__
 
 
-MAX_JSON_DEPTH = 512  # SPEC §1
+def _parse_int(text: str) -> int:
+    """An integer literal as an int, read exactly (SPEC §1), or a ``_HugeInt`` beyond Python's 4300-digit limit."""
+    return int(text) if len(text) <= 4000 else _HugeInt(text)
+
+
+MAX_JSON_DEPTH = MAX_NESTING  # SPEC §1: 512
 
 
 class _NotJSON(Exception):
@@ -187,16 +191,40 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return d
 
 
-def _too_deep(doc: Any) -> bool:
-    """Whether arrays and objects nest more than MAX_JSON_DEPTH deep (iteratively: no recursion)."""
-    stack = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > MAX_JSON_DEPTH:
-                return True
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
-    return False
+def parse_document(text: str, source: str = "the document") -> Any:
+    """Parse JSON text as SPEC §1 says; ``malformed-json`` with the line and column, for NaN/Infinity literals,
+    repeated keys, and nesting beyond ``MAX_NESTING``."""
+    try:
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys, parse_int=_parse_int)
+    except json.JSONDecodeError as e:
+        raise DiagramError.one("malformed-json", "", f"{source}: invalid JSON at line {e.lineno}, "
+                                                     f"column {e.colno}: {e.msg}") from None
+    except _NotJSON as e:
+        raise DiagramError.one("malformed-json", "", f"{source}: {e}") from None
+    except RecursionError:
+        doc = None
+        depth = MAX_NESTING + 1
+    else:
+        depth = nesting_depth(doc, MAX_NESTING)
+    if depth > MAX_NESTING:
+        raise DiagramError.one("malformed-json", "", f"{source}: arrays and objects nest more than {MAX_NESTING} "
+                                                     f"deep (SPEC §1)")
+    return doc
+
+
+def read_document(source: str | os.PathLike) -> Any:
+    """Parse a JSON file; ``file-not-found`` if there is none, ``malformed-json`` naming the file, line and
+    column if it cannot be read or parsed.
+
+    Only a regular file of at most ``MAX_DOCUMENT_BYTES`` is read (SPEC §1): a FIFO or a device
+    is refused without blocking.
+    """
+    path = Path(source)
+    try:
+        text = read_text(path, MAX_DOCUMENT_BYTES)
+    except UnreadableFile as e:
+        raise DiagramError.one("file-not-found" if e.missing else "malformed-json", str(path), str(e)) from None
+    return parse_document(text, str(path))
 
 
 def load(source: Source) -> Diagram:
@@ -204,8 +232,6 @@ def load(source: Source) -> Diagram:
 
     Raises ``DiagramError`` listing every problem found.
     """
-    from .validate import check_diagram, check_document
-
     if isinstance(source, Diagram):
         doc = to_json(source)
     elif isinstance(source, Mapping):
@@ -216,6 +242,20 @@ def load(source: Source) -> Diagram:
     diagram = from_json(doc)
     check_diagram(diagram, doc)
     return diagram
+
+
+def problems(source: Any) -> list[Problem]:
+    """Every problem with a diagram (path, document or ``Diagram``), or ``[]`` if it is valid."""
+    try:
+        load(source)
+    except DiagramError as e:
+        return e.problems
+    return []
+
+
+def validate(source: Any) -> None:
+    """Raise ``DiagramError`` if the diagram (path, document or ``Diagram``) is invalid."""
+    load(source)
 
 
 def _is_flat(value: Any) -> bool:
@@ -245,33 +285,6 @@ def _format(value: Any, indent: int) -> str:
 def dumps(diagram: Diagram) -> str:
     """The diagram as JSON text in a stable layout, ending with a newline."""
     return _format(to_json(diagram), 0) + "\n"
-
-
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(21, "cannot write a file over a directory", str(path))
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise FileNotFoundError(2, f"cannot write {path}: no such folder", str(folder))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def save(diagram: Diagram, path: str | os.PathLike) -> None:

@@ -3,7 +3,7 @@
 ``check_document`` checks a parsed JSON document against the schema;
 ``check_diagram`` checks what the schema cannot (names, references, kinds,
 shapes, distances, terms, equations). Both raise ``DiagramError`` with every
-problem found. ``problems`` returns them instead of raising.
+problem found. Reading files is ``io``'s job, above this module.
 """
 
 from __future__ import annotations
@@ -19,9 +19,16 @@ import jsonschema
 
 from .diagram import Architecture, CategoricalObject, DataArrow, Diagram, FunctionArrow, ModelArrow, TensorObject
 from .distances import check_distance, full_distance
+from .equations import equations
 from .errors import DiagramError, Problem, pointer
 from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
+
+
+# SPEC §1: arrays and objects nest at most this deep (the top-level object is depth 1).
+MAX_NESTING = 512
+# SPEC §1: integers lie within ±(2^53 − 1) (I-JSON, RFC 7493), so that every reader holds them exactly.
+MAX_INTEGER = 2 ** 53 - 1
 
 
 def _is_integer(checker: Any, instance: Any) -> bool:
@@ -29,8 +36,25 @@ def _is_integer(checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+@lru_cache(maxsize=None)
+def ecma_regex(pattern: str) -> re.Pattern:
+    """A schema ``pattern`` with ECMA-262's meaning of a final ``$``: the end of the text, not before a final newline.
+
+    Python's ``$`` also matches before a trailing ``"\\n"``, so ``"X\\n"`` would pass ``^[A-Z]+$``.
+    """
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if validator.is_type(instance, "string") and not ecma_regex(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 _StrictValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
+    validators={"pattern": _pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 
@@ -70,39 +94,90 @@ def _schema_problems(doc: Any) -> list[Problem]:
     return list(unique.values())
 
 
+def nesting_depth(doc: Any, limit: int) -> int:
+    """How deep arrays and objects nest in ``doc`` (a scalar is 0), counting at most to ``limit + 1``; no recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (Mapping, list)):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, Mapping) else value))
+    return deepest
+
+
 def check_document(doc: Any) -> None:
-    """Check a parsed document's form: format, version, then the JSON Schema."""
+    """Check a parsed document's form: format, version, nesting, then the JSON Schema and every value (SPEC §1)."""
     if not isinstance(doc, Mapping):
         raise DiagramError.one("not-a-diagram", "", "a diagram document is a JSON object")
     if doc.get("format") != "learning-diagram":
         raise DiagramError.one("not-a-diagram", "/format",
                                f'"format" must be "learning-diagram", got {doc.get("format")!r}')
+    if nesting_depth(doc, MAX_NESTING) > MAX_NESTING:
+        raise DiagramError.one("malformed-json", "", f"arrays and objects nest more than {MAX_NESTING} deep (SPEC §1)")
     version = doc.get("format_version")
-    if not isinstance(version, str) or not re.fullmatch(r"[0-9]+\.[0-9]+", version):
-        raise DiagramError.one("unsupported-version" if isinstance(version, str) else "missing-key",
-                               "/format_version", f'"format_version" must be "MAJOR.MINOR", got {version!r}')
-    if version.split(".")[0] != "1":
-        raise DiagramError.one("unsupported-version", "/format_version",
-                               f"format version {version} is not supported; this reader reads 1.x")
-    problems = _schema_problems(doc) + _non_finite_numbers(doc)
+    if isinstance(version, str):
+        if not re.fullmatch(r"[0-9]+\.[0-9]+", version):
+            raise DiagramError.one("unsupported-version", "/format_version",
+                                   f'"format_version" must be "MAJOR.MINOR", got {version!r}')
+        if version.split(".")[0] != "1":
+            raise DiagramError.one("unsupported-version", "/format_version",
+                                   f"format version {version} is not supported; this reader reads 1.x")
+    # a missing or non-string version is reported by the schema (missing-key, wrong-type) with everything else
+    problems: dict[tuple[str, str], Problem] = {}
+    for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
+        problems.setdefault((p.code, p.pointer), p)
     if problems:
-        raise DiagramError(problems)
+        raise DiagramError([_printable(p) for p in problems.values()])
 
 
-def _non_finite_numbers(doc: Any) -> list[Problem]:
-    """``bad-value`` for every NaN or infinite number outside ``x-`` keys (json reads NaN, Infinity, 1e400; SPEC §1)."""
+def _bad_scalars(doc: Any) -> list[Problem]:
+    """``bad-value`` for every number that is not finite and every string that is not Unicode text (SPEC §1).
+
+    json reads NaN, Infinity and 1e400 (and ``io`` reads integers beyond float64 as infinite);
+    a lone surrogate (``"\\ud800"``) is valid JSON but no UTF-8 text can hold it. Keys count
+    as strings; values under ``x-`` keys are ignored.
+    """
     problems: list[Problem] = []
     stack: list[tuple[Any, tuple]] = [(doc, ())]
     while stack:
         value, path = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
-            problems.append(Problem("bad-value", pointer(*path), f"{value} is not a finite number"))
+            problems.append(Problem("bad-value", pointer(*path), f"{value} is not a finite number (or is beyond "
+                                                                 f"float64)"))
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            problems.append(Problem("bad-value", pointer(*path), f"{value} is beyond ±(2^53 − 1), the integers every "
+                                                                 f"reader holds exactly (SPEC §1)"))
+        elif isinstance(value, str) and not _is_text(value):
+            problems.append(Problem("bad-value", pointer(*path), "the text holds a lone surrogate (\\ud800–\\udfff), "
+                                                                 "which is not Unicode text"))
         elif isinstance(value, Mapping):
+            problems.extend(Problem("bad-value", pointer(*path, k), "the key holds a lone surrogate, which is not "
+                                                                    "Unicode text")
+                            for k in value if isinstance(k, str) and not _is_text(k))
             stack.extend((v, (*path, k)) for k, v in reversed(list(value.items()))
-                         if not (isinstance(k, str) and k.startswith("x-")))
+                         if not isinstance(k, str) or (_is_text(k) and not k.startswith("x-")))
         elif isinstance(value, list):
             stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
     return problems
+
+
+def _printable(p: Problem) -> Problem:
+    """The problem with lone surrogates in its pointer or message escaped (``\\ud800``), so that it can be printed."""
+    if _is_text(p.pointer) and _is_text(p.message):
+        return p
+    esc = lambda s: s.encode("utf-8", "backslashreplace").decode("utf-8")  # noqa: E731
+    return Problem(p.code, esc(p.pointer), esc(p.message))
+
+
+def _is_text(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- meaning
@@ -341,21 +416,8 @@ class _Checker:
                     self.add(code, pointer("objects", self.obj_index[name], "distance"), msg)
 
 
-def problems(source: Any) -> list[Problem]:
-    """Every problem with a diagram (path, document or ``Diagram``), or ``[]`` if it is valid."""
-    from .io import load
-
-    try:
-        load(source)
-    except DiagramError as e:
-        return e.problems
-    return []
-
-
 def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
     """Check the meaning of a schema-valid diagram (SPEC §1–7); raise ``DiagramError`` with every problem."""
-    from .equations import equations
-
     c = _Checker(d, doc)
     c.names()
     if c.references():
@@ -369,9 +431,3 @@ def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
         raise DiagramError.one("too-many-terms", "", "the diagram's terms nest deeper than this reader can "
                                                      "follow (SPEC §5.3)") from None
 
-
-def validate(source: Any) -> None:
-    """Raise ``DiagramError`` if the diagram (path, document or ``Diagram``) is invalid."""
-    from .io import load
-
-    load(source)

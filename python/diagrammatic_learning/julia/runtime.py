@@ -22,7 +22,8 @@ import importlib.util
 import os
 import shutil
 import subprocess
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Iterator
 
 from ..resources import data_path
 
@@ -37,6 +38,26 @@ class JuliaUnavailable(RuntimeError):
 
 
 _state: dict[str, Any] = {"module": None, "error": None}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether the Flux.jl backend can run here: false when it cannot, and ``reason`` says why (or where Julia is).
+
+    ``if julia.is_available():`` tests it; ``ok, reason = julia.is_available()`` unpacks it.
+    """
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.ok, self.reason))
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 def package_spec() -> dict[str, Any]:
@@ -117,8 +138,8 @@ def _download_forbidden() -> str:
     return ""
 
 
-def is_available() -> tuple[bool, str]:
-    """Whether the Flux.jl backend can run in this process, and why not if it cannot.
+def is_available() -> Availability:
+    """Whether the Flux.jl backend can run in this process (a falsy ``Availability`` if not), and why.
 
     Cheap and side-effect free: it never starts Julia nor downloads anything. Without a Julia
     ≥ 1.10 it says juliapkg will download one at the first start, as juliacall does, unless the
@@ -128,19 +149,20 @@ def is_available() -> tuple[bool, str]:
     ``PYTHON_JULIAPKG_OFFLINE`` forbids installing them; an earlier start failed.
     """
     if _state["module"] is not None:
-        return True, "Julia is running with the DiagrammaticLearning package"
+        return Availability(True, "Julia is running with the DiagrammaticLearning package")
     if _state["error"] is not None:
-        return False, _state["error"]
+        return Availability(False, _state["error"])
     if importlib.util.find_spec("juliacall") is None:
-        return False, "juliacall is not installed: pip install 'diagrammatic-learning[julia]'"
+        return Availability(False, "juliacall is not installed: pip install 'diagrammatic-learning[julia]'")
     exe, where = _find_julia()
     if exe is None:
-        return False, where
+        return Availability(False, where)
     offline = os.environ.get("PYTHON_JULIAPKG_OFFLINE", "").lower() in ("yes", "true", "1")
     if offline and not _packages_installed():
-        return False, ("the Julia packages (Flux, SafeTensors, JLD2, DiagrammaticLearning) are not installed in "
-                       "juliacall's environment and PYTHON_JULIAPKG_OFFLINE forbids installing them")
-    return True, where
+        return Availability(False, ("the Julia packages (Flux, SafeTensors, JLD2, DiagrammaticLearning) are not "
+                                    "installed in juliacall's environment and PYTHON_JULIAPKG_OFFLINE forbids "
+                                    "installing them"))
+    return Availability(True, where)
 
 
 def _packages_installed() -> bool:

@@ -13,7 +13,7 @@ from ..equations import Equation, equations, term_info
 from ..errors import DiagramError, pointer
 from ..io import Source, load
 from ..layers import full_params
-from ..tensorfiles import check_batch, check_weights, read_safetensors
+from ..tensorfiles import as_arrays, check_batch, check_weights, read_safetensors
 from ..terms import Term
 from .distances import categorical_distance, tensor_distance
 from .functions import apply_function
@@ -36,7 +36,7 @@ def _arrays(source: Arrays, what: str) -> tuple[dict[str, np.ndarray], str]:
     """Arrays from a safetensors path or a mapping, and the name errors should give their source."""
     if isinstance(source, (str, os.PathLike)):
         return read_safetensors(source, what), str(source)
-    return {k: np.asarray(v) for k, v in source.items()}, what
+    return {k: np.asarray(v) for k, v in as_arrays(source, what, what).items()}, what
 
 
 class _Evaluator:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..diagram import CategoricalObject, DataArrow, Diagram, TensorObject
-from ..tensorfiles import check_batch
+from ..tensorfiles import as_arrays, check_batch
 
 _FLOATS = (torch.float32, torch.float64, np.dtype("float32"), np.dtype("float64"))
 _INT64 = (torch.int64, np.dtype("int64"))
@@ -68,7 +68,8 @@ class BatchChecker:
         sizes: dict[str, int] = {}
         for name, data_object, rank, per_example, dtypes, classes in self._rules:
             col = batch.get(name)
-            if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes:
+            if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes \
+                    or getattr(col, "is_meta", False):  # a meta tensor has a shape but no values
                 return self._report(batch)
             shape = col.shape
             if len(shape) != rank or not shape[0] or (rank > 1 and shape[1:] != per_example) \
@@ -96,9 +97,9 @@ class BatchChecker:
             col = batch[c.name]
             if isinstance(col, torch.Tensor):
                 col = col.detach()
-                if col.device.type != "cpu" and col.dtype == torch.int64:
+                if col.device.type not in ("cpu", "meta") and col.dtype == torch.int64:
                     col = col.cpu()  # check_batch reads index ranges through NumPy
-            elif not isinstance(col, np.ndarray):
-                col = np.asarray(col)
+            elif not hasattr(col, "dtype") or not hasattr(col, "shape"):  # an UnreadTensor (bf16) keeps its dtype
+                col = as_arrays({c.name: col}, "batch", "batch")[c.name]  # a ragged list is batch-shape
             view[c.name] = col
         return view

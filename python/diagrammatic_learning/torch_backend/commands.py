@@ -10,6 +10,7 @@ import argparse
 import importlib.util
 import io
 import json
+import math
 import re
 import sys
 import time
@@ -33,8 +34,15 @@ def _positive_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if not (value > 0 and math.isfinite(value)):  # inf would train to NaN weights
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2 ** 64:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^64), got {text}")
     return value
 
 
@@ -137,11 +145,16 @@ def _train(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     out = Path(args.weights_out or Path("runs") / Path(args.diagram).stem / "weights.safetensors")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        print(f"error: cannot create the folder for {out}: {e}", file=sys.stderr)
-        return 1
+    if args.weights_out is not None:  # a path the user gave: its folder must exist (a typo makes no folders)
+        if not out.parent.is_dir():
+            print(f"error: cannot write {out}: the folder {out.parent} does not exist", file=sys.stderr)
+            return 1
+    else:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"error: cannot create the folder for {out}: {e}", file=sys.stderr)
+            return 1
     import torch
 
     from . import compile, fit
@@ -300,7 +313,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "or a file of one arrow written by save_arrow); a plain FILE loads the whole diagram's "
                         "weights. Arrows not named keep their fresh initialisation (default: none)")
     p.add_argument("--weights-out", metavar="PATH",
-                   help="where to write the trained weights (default runs/<diagram>/weights.safetensors)")
+                   help="where to write the trained weights (default runs/<diagram>/weights.safetensors, "
+                        "whose folders are created; the folder of a PATH given here must exist)")
     p.add_argument("--history", metavar="FILE.json",
                    help="also write the history: per epoch the training and held-out losses and accuracy, "
                         "per step the total loss (default: not written)")
@@ -308,7 +322,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write one loss plot per equation into DIR, training and held-out (default: none)")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="also write DIR/epoch-<n>.safetensors after each epoch (default: none)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the initialisation and the batch order")
+    p.add_argument("--seed", type=_seed, default=0, help="seeds the initialisation and the batch order "
+                                                         "(an integer in [0, 2^64); default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on terminals)")
     p.set_defaults(func=_train)
 

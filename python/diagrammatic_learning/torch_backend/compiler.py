@@ -22,6 +22,7 @@ from ..equations import Equation, equations
 from ..errors import DiagramError, Problem, pointer
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
+from ..limits import check_parameter_count
 from ..tensorfiles import check_weights
 from .architecture import build_module
 from .batch_check import BatchChecker
@@ -71,8 +72,10 @@ class CompiledDiagram(nn.ModuleDict):
     """
 
     def __init__(self, diagram: Diagram, modules: Mapping[str, nn.Module] | None = None,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+                 max_parameters: int | None = None):
         super().__init__()
+        check_parameter_count(diagram, max_parameters)  # before any module is built (SPEC §8)
         self._diagram = diagram
         self._equations = equations(diagram)
         self._plan: Plan = build_plan(diagram, self._equations)
@@ -401,7 +404,8 @@ class CompiledDiagram(nn.ModuleDict):
 
 
 def compile(diagram: Source, weights: WeightsSource | None = None, modules: Mapping[str, nn.Module] | None = None,
-            dtype: torch.dtype | str = torch.float32, device: torch.device | str | None = None) -> CompiledDiagram:
+            dtype: torch.dtype | str = torch.float32, device: torch.device | str | None = None,
+            max_parameters: int | None = None) -> CompiledDiagram:
     """Compile a diagram (a ``Diagram``, a path or a document) to a ``CompiledDiagram``.
 
     ``weights``: None (PyTorch's default initialisation), a safetensors path or a
@@ -409,13 +413,17 @@ def compile(diagram: Source, weights: WeightsSource | None = None, modules: Mapp
     ``{arrow name: nn.Module}`` binding every external arrow (and optionally
     replacing architecture arrows by modules with the same parameters);
     external modules are moved to ``dtype`` and ``device`` in place.
+    ``max_parameters``: the most parameters the architecture models may have together
+    (default ``limits.MAX_PARAMETERS``, or ``$DLEARN_MAX_PARAMETERS``); more is ``too-many-parameters``,
+    decided before anything is allocated.
     """
     d = load(diagram)
+    check_parameter_count(d, max_parameters)
     if weights is not None:  # checked before any module is built: a bad file costs no allocation
         tensors, where = read_weights(weights)
         check_weights(d, tensors, where)
         weights = tensors
-    m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device)
+    m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device, max_parameters=max_parameters)
     if weights is not None:
         m.load_weights(weights)
     return m

@@ -17,7 +17,6 @@ view (see ``DIGITS_VIEWS``).
 from __future__ import annotations
 
 import functools
-import zipfile
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -26,7 +25,7 @@ import torch
 
 from ..diagram import DataArrow, Diagram
 from ..errors import DiagramError, Problem
-from ..tensorfiles import check_batch, read_safetensors
+from ..tensorfiles import check_batch, read_npz, read_safetensors
 
 Table = dict[str, np.ndarray]
 
@@ -130,14 +129,6 @@ def _bad_data(spec: str, message: str) -> DiagramError:
     return DiagramError.one("batch-file", spec, message)
 
 
-def _read_npz(path: Path) -> Table:
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise _bad_data(str(path), f"{path} is not a readable .npz file of arrays: {e}") from None
-
-
 def _tables_by_rows(columns: Table) -> list[Table]:
     """Columns of a user file grouped into tables: columns with equal row counts are taken as aligned."""
     tables: dict[int, Table] = {}
@@ -169,7 +160,7 @@ def read_data(spec: str, split: str = "train") -> list[Table]:
                               f"or a .safetensors or .npz file of columns; got {spec!r}")
     if not path.is_file():
         raise _bad_data(spec, f"no such data file: {spec}")
-    columns = read_safetensors(path, "batch") if path.suffix == ".safetensors" else _read_npz(path)
+    columns = read_safetensors(path, "batch") if path.suffix == ".safetensors" else read_npz(path, "batch")
     if not columns:
         raise _bad_data(spec, f"{spec} holds no columns")
     return _tables_by_rows(columns)

@@ -6,6 +6,7 @@ does a user can do in their own loop.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, Callable, Iterable, Mapping, Union
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import DiagramError
 from ..io import Source
 from .compiler import CompiledDiagram, compile
 
@@ -99,6 +101,8 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
         model = compile(model)
     if epochs > 1 and iter(data) is data:
         raise ValueError("data is a one-shot iterator; pass a list or a DataLoader to train for several epochs")
+    if optimizer is None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise DiagramError.one("bad-value", "lr", f"the learning rate must be a positive finite number, got {lr!r}")
     opt = _optimizer(model, optimizer, lr)
     names = [e.name for e in model.equations]
     checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)

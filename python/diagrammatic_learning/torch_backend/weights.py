@@ -13,24 +13,20 @@ import torch
 from torch import nn
 
 from ..diagram import Architecture, Diagram, ModelArrow
-from ..errors import DiagramError, Problem, pointer
+from ..errors import DiagramError, pointer
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
-from ..tensorfiles import FLOAT_DTYPES, check_weights, read_safetensors, write_safetensors
+from ..limits import check_architecture_parameters
+from ..tensorfiles import as_arrays, check_tensors, check_weights, read_safetensors, write_safetensors
 from .architecture import build_module
 
 WeightsSource = Union[str, os.PathLike, Mapping[str, Any]]
 
 
-def as_array_like(value: Any) -> Any:
-    """A tensor or array stays as it is; anything else (nested lists, numbers) becomes a NumPy array."""
-    return value if isinstance(value, (torch.Tensor, np.ndarray)) else np.asarray(value)
-
-
 def read_weights(source: WeightsSource) -> tuple[dict[str, Any], str]:
     """The tensors of a weights file or mapping, and the name errors should use for it."""
     if isinstance(source, Mapping):
-        return {k: as_array_like(v) for k, v in source.items()}, "weights"
+        return as_arrays(source, "weights", "weights"), "weights"
     return read_safetensors(source, "weights"), str(source)
 
 
@@ -42,31 +38,6 @@ def to_tensor(value: Any, dtype: torch.dtype | None = None, device: torch.device
             array = array.copy()  # torch warns on read-only memory and refuses negative strides
         value = torch.from_numpy(array)
     return value.to(device=device, dtype=dtype)
-
-
-def check_tensors(want: Mapping[str, tuple[int, ...]], tensors: Mapping[str, Any], source: str,
-                  prefix: str = "") -> list[Problem]:
-    """Problems with ``tensors`` (keys ``prefix + name``) against the wanted shapes: SPEC §8's weights codes."""
-    problems: list[Problem] = []
-    for name, shape in want.items():
-        key = prefix + name
-        if key not in tensors:
-            problems.append(Problem("weights-missing-key", f"{source}#{key}",
-                                    f"{source} has no tensor {key!r} (shape {list(shape)})"))
-            continue
-        t = tensors[key]
-        dtype = str(t.dtype).removeprefix("torch.")
-        if dtype not in FLOAT_DTYPES:
-            problems.append(Problem("weights-dtype", f"{source}#{key}",
-                                    f"{key!r} has dtype {dtype}; weights are float32 or float64"))
-        if tuple(t.shape) != tuple(shape):
-            problems.append(Problem("weights-shape", f"{source}#{key}",
-                                    f"{key!r} has shape {list(t.shape)}, the diagram needs {list(shape)}"))
-    for key in tensors:
-        if not key.startswith(prefix) or key[len(prefix):] not in want:
-            problems.append(Problem("weights-unexpected-key", f"{source}#{key}",
-                                    f"{source} has a tensor {key!r} that is no parameter here"))
-    return problems
 
 
 def _local_form(key: str) -> bool:
@@ -143,6 +114,7 @@ def load_arrow_module(diagram: Source, arrow_name: str, weights_path: str | os.P
     """
     d = load(diagram)
     arch = architecture_of(d, arrow_name)
+    check_architecture_parameters(arch, pointer("arrows", d.position(arrow_name)))
     tensors = read_safetensors(weights_path, "weights")
     source = str(weights_path)
     prefix = f"{arrow_name}."
