@@ -134,11 +134,13 @@ def check_document(doc: Any) -> None:
 
 
 def _bad_scalars(doc: Any) -> list[Problem]:
-    """``bad-value`` for every number that is not finite and every string that is not Unicode text (SPEC §1).
+    """``bad-value`` for every number that is not finite, every integer beyond ±(2^53 − 1) and every string
+    that is not Unicode text (SPEC §1).
 
-    json reads NaN, Infinity and 1e400 (and ``io`` reads integers beyond float64 as infinite);
-    a lone surrogate (``"\\ud800"``) is valid JSON but no UTF-8 text can hold it. Keys count
-    as strings; values under ``x-`` keys are ignored.
+    ``1e400`` reads as infinite (and a document given as data may hold NaN); integers are read
+    exactly (``io`` stands in for those over Python's 4300-digit limit); a lone surrogate
+    (``"\\ud800"``) is valid JSON but no UTF-8 text can hold it. Keys count as strings; values
+    under ``x-`` keys are ignored.
     """
     problems: list[Problem] = []
     stack: list[tuple[Any, tuple]] = [(doc, ())]
