@@ -57,7 +57,8 @@ def test_a_schema_key_is_accepted_and_ignored():
     assert (e.value.code, e.value.pointer) == ("wrong-type", "/$schema")
 
 
-JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+# Integers within SPEC §1's range: one beyond it is a bad-value of its own, besides the wrong type.
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-(2**53 - 1), 2**53 - 1) | st.floats(allow_nan=False, allow_infinity=False)
                            | st.text(max_size=5),
                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
                                                                                         max_size=3), max_leaves=8)
