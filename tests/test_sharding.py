@@ -179,7 +179,7 @@ def test_a_huge_declared_shape_is_not_mapped(tmp_path):
 
 def test_launched_processes_get_the_same_train_options():
     parser = build_parser()
-    argv = ["train", "--data", "digits:image", "--epochs", "3", "--seed=-4", "--quiet", "--lr", "0.01",
+    argv = ["train", "--data", "digits:image", "--epochs", "3", "--seed=4", "--quiet", "--lr", "0.01",
             "--nproc-per-node", "2", "--nnodes", "1", "--backend", "gloo", "--", "-weird.json"]
     args = parser.parse_args(argv)
     child = commands._worker_argv(commands._TRAIN_PARSER[0], args)

@@ -409,11 +409,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("several processes or machines (torch.distributed; --batch-size is per process)")
     g.add_argument("--nproc-per-node", type=_positive_int, metavar="N",
                    help="start N processes on this machine through torchrun's launcher, each training on its "
-                        "shard of every epoch")
-    g.add_argument("--nnodes", metavar="N", help="number of machines (torchrun's --nnodes; default 1)")
+                        "shard of every epoch (default: train in this process only)")
+    g.add_argument("--nnodes", metavar="N", help="number of machines, or MIN:MAX (torchrun's --nnodes; default: 1)")
     g.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
-                   help="rendezvous endpoint for several machines (torchrun's c10d rendezvous)")
-    g.add_argument("--rdzv-id", default=None, metavar="ID", help="job id shared by the machines of one run")
+                   help="rendezvous endpoint for several machines (torchrun's c10d rendezvous; default: "
+                        "127.0.0.1 at a free port, this machine only)")
+    g.add_argument("--rdzv-id", default=None, metavar="ID", help="job id shared by the machines of one run (default: dlearn)")
     g.add_argument("--backend", choices=("gloo", "nccl"),
                    help="process group backend (default: nccl with --device cuda, gloo otherwise)")
     p.set_defaults(func=_train)
