@@ -21,15 +21,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .architecture import ArchitectureModule, build_module
     from .compiler import CompiledDiagram, Evaluation, compile
+    from .distributed import DistributedOptions, RankFailed
     from .training import History, fit, mean_losses
     from .weights import load_arrow_module
 
 _WHERE = {"ArchitectureModule": "architecture", "build_module": "architecture", "CompiledDiagram": "compiler",
           "Evaluation": "compiler", "compile": "compiler", "History": "training", "fit": "training",
-          "mean_losses": "training", "load_arrow_module": "weights"}
+          "mean_losses": "training", "load_arrow_module": "weights", "DistributedOptions": "distributed",
+          "RankFailed": "distributed"}
 
-__all__ = ["ArchitectureModule", "CompiledDiagram", "Evaluation", "History", "build_module", "compile", "fit",
-           "load_arrow_module", "mean_losses"]
+__all__ = ["ArchitectureModule", "CompiledDiagram", "DistributedOptions", "Evaluation", "History", "RankFailed",
+           "build_module", "compile", "fit", "load_arrow_module", "mean_losses"]
 
 
 def __getattr__(name: str) -> Any:

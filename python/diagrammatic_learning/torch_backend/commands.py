@@ -123,33 +123,109 @@ def _history_document(args: argparse.Namespace, history: Any, names: list[str],
     }
 
 
+# the options that start processes; everything else is passed on to each process's own `dlearn train`
+LAUNCH_OPTIONS = ("nproc_per_node", "nnodes", "rdzv_endpoint", "rdzv_id")
+_TRAIN_PARSER: list[argparse.ArgumentParser] = []
+
+
+def _worker_argv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """``train`` and the parsed options again, as each started process's command line, without the launch options."""
+    options: list[str] = []
+    positionals: list[str] = []
+    for action in parser._actions:
+        if action.dest in LAUNCH_OPTIONS or isinstance(action, argparse._HelpAction):
+            continue
+        value = getattr(args, action.dest, None)
+        if not action.option_strings:
+            positionals.extend(map(str, value) if isinstance(value, list) else [str(value)])
+        elif value == action.default:
+            continue
+        elif isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            options.append(action.option_strings[-1])
+        elif isinstance(value, list):
+            options.extend(f"{action.option_strings[-1]}={v}" for v in value)
+        else:
+            options.append(f"{action.option_strings[-1]}={value}")
+    return ["train", *options, "--", *positionals]
+
+
+def _nothing_to_train(diagram: Any, path: str) -> bool:
+    """Print why and return True if the diagram has no trainable model arrow or no equation."""
+    if any(a.trainable for a in diagram.model_arrows()) and equations(diagram):
+        return False
+    print(f"error: {path} has nothing to train: it needs a trainable model arrow and an equation", file=sys.stderr)
+    return True
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``dlearn train --nproc-per-node N``: the same command in N processes per machine, through torchrun's launcher."""
+    from .data import load_for
+    from .distributed import launch, launched
+
+    if launched():
+        print("error: --nproc-per-node starts processes; this process was itself started by a launcher "
+              "(RANK, WORLD_SIZE, LOCAL_RANK are set)", file=sys.stderr)
+        return 1
+    if args.nnodes is not None and args.nnodes.split(":")[-1] != "1" and not args.rdzv_endpoint:
+        print("error: training on several machines needs --rdzv-endpoint HOST:PORT (the same on every machine)",
+              file=sys.stderr)
+        return 2
+    # what every process would refuse alike is refused here, once: the diagram, the data's columns (and rank 0's rows)
+    diagram = load(args.diagram)
+    if _nothing_to_train(diagram, args.diagram):
+        return 1
+    _check_output_places(args)
+    load_for(diagram, args.data, "train", (0, args.nproc_per_node or 1))
+    return launch(["diagrammatic_learning.cli", *_worker_argv(_TRAIN_PARSER[0], args)],
+                  nproc_per_node=args.nproc_per_node or 1, nnodes=args.nnodes, rdzv_endpoint=args.rdzv_endpoint,
+                  rdzv_id=args.rdzv_id)
+
+
 def _train(args: argparse.Namespace) -> int:
+    if args.nproc_per_node is not None or args.nnodes is not None or args.rdzv_endpoint is not None:
+        return _launch(args)
+    from .distributed import RankFailed
+
+    try:
+        return _train_here(args)
+    except RankFailed:
+        return 1  # the rank that failed printed its error
+
+
+def _train_here(args: argparse.Namespace) -> int:
+    """Train in this process: alone, or as one rank of a run started by torchrun (then rank 0 prints and writes)."""
     from .data import ColumnLoader, load_for
     from .init_option import load_inits, parse_inits
+    from .distributed import current_group, process_device
 
     diagram = load(args.diagram)
     eqs = equations(diagram)
-    if not any(a.trainable for a in diagram.model_arrows()) or not eqs:
-        print(f"error: {args.diagram} has nothing to train: it needs a trainable model arrow and an equation",
-              file=sys.stderr)
+    if _nothing_to_train(diagram, args.diagram):
         return 1
     if args.momentum and args.optimizer != "sgd":
         raise UsageError(f"--momentum is for --optimizer sgd, not {args.optimizer}")
     inits = parse_inits(args.init or [])
     _check_output_places(args)
-    tables = load_for(diagram, args.data, "train")
-    digits = args.data.partition(":")[0] == "digits"
-    held_out_name = args.val_data or (f"{args.data} (test split)" if digits else None)
-    held_out_tables = (load_for(diagram, args.val_data or args.data, "test") if held_out_name else None)
     from .devices import resolve_device
 
-    device = resolve_device(args.device)
+    device = process_device(resolve_device(args.device), args.device)
+    group = current_group(device, args.backend)
+    rank, world_size = (group.rank, group.world_size) if group is not None else (0, 1)
+    main = rank == 0
+    if group is None:
+        tables = load_for(diagram, args.data, "train")
+    else:  # each rank checks its block of the rows; a bad row anywhere stops every rank
+        tables = group.together(load_for, diagram, args.data, "train", (rank, world_size))
+    digits = args.data.partition(":")[0] == "digits"
+    held_out_name = args.val_data or (f"{args.data} (test split)" if digits else None)
+    # held-out data is measured (and printed) by rank 0 alone
+    held_out_tables = (load_for(diagram, args.val_data or args.data, "test") if held_out_name and main else None)
     out = Path(args.weights_out or Path("runs") / Path(args.diagram).stem / "weights.safetensors")
     if args.weights_out is not None:  # a path the user gave: its folder must exist (a typo makes no folders)
         if not out.parent.is_dir():
             print(f"error: cannot write {out}: the folder {out.parent} does not exist", file=sys.stderr)
             return 1
-    else:
+    elif main:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -163,11 +239,13 @@ def _train(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = compile(diagram, dtype=args.dtype, device=device)
     load_inits(model, inits)
-    loader = ColumnLoader(tables, args.batch_size, seed=args.seed)
-    print(f"training {args.diagram} on {args.data} ({' + '.join(map(str, loader.sizes))} rows), "
-          f"{len(loader)} steps per epoch, {args.optimizer} on {device}, {args.dtype}; equations:")
-    for i, eq in enumerate(eqs):
-        print(f"  [{i}] {eq.name}")
+    loader = ColumnLoader(tables, args.batch_size, seed=args.seed, rank=rank, world_size=world_size)
+    if main:
+        shards = f", {world_size} processes of {args.batch_size} examples per step" if world_size > 1 else ""
+        print(f"training {args.diagram} on {args.data} ({' + '.join(map(str, loader.sizes))} rows), "
+              f"{len(loader)} steps per epoch{shards}, {args.optimizer} on {device}, {args.dtype}; equations:")
+        for i, eq in enumerate(eqs):
+            print(f"  [{i}] {eq.name}")
     held_out: list[dict[str, Any]] = []
 
     def on_epoch_end(epoch: int, m: Any, history: Any) -> None:
@@ -183,6 +261,8 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as e:  # fit's own checks: e.g. no equation reaches a trainable arrow
         print(f"error: cannot train {args.diagram}: {e}", file=sys.stderr)
         return 1
+    if not main:
+        return 0
     print(_loss_table(history.epochs, "epoch", range(1, len(history.epochs) + 1)))
     print(f"trained in {time.perf_counter() - started:.1f} s")
     names = [e.name for e in eqs]
@@ -305,7 +385,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weight decay (default: the optimizer's own: 0 for adam and sgd, 0.01 for adamw)")
     p.add_argument("--momentum", type=_momentum, default=0.0, help="SGD momentum (sgd only)")
     p.add_argument("--device", metavar="DEVICE", type=device_option,
-                   help="cpu, cuda or cuda:N (default: cuda when available, else cpu)")
+                   help="cpu, cuda or cuda:N (default: cuda when available, else cpu); under a launcher, cuda "
+                        "puts each process on its LOCAL_RANK GPU")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="compute dtype")
     p.add_argument("--init", action="append", metavar="ARROW=FILE[:SOURCE]",
                    help="start from trained weights instead of a fresh init; repeatable. ARROW=FILE loads one "
@@ -325,7 +406,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_seed, default=0, help="seeds the initialisation and the batch order "
                                                          "(an integer in [0, 2^64); default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar (default: a bar on terminals)")
+    g = p.add_argument_group("several processes or machines (torch.distributed; --batch-size is per process)")
+    g.add_argument("--nproc-per-node", type=_positive_int, metavar="N",
+                   help="start N processes on this machine through torchrun's launcher, each training on its "
+                        "shard of every epoch (default: train in this process only)")
+    g.add_argument("--nnodes", metavar="N", help="number of machines, or MIN:MAX (torchrun's --nnodes; default: 1)")
+    g.add_argument("--rdzv-endpoint", metavar="HOST:PORT",
+                   help="rendezvous endpoint for several machines (torchrun's c10d rendezvous; default: "
+                        "127.0.0.1 at a free port, this machine only)")
+    g.add_argument("--rdzv-id", default=None, metavar="ID", help="job id shared by the machines of one run (default: dlearn)")
+    g.add_argument("--backend", choices=("gloo", "nccl"),
+                   help="process group backend (default: nccl with --device cuda, gloo otherwise)")
     p.set_defaults(func=_train)
+    _TRAIN_PARSER[:] = [p]
 
     p = sub.add_parser("demo", help="distil a digit classifier into a small student; plot the losses",
                        description="Runs examples/distillation.py: trains a teacher on digits, then a small "

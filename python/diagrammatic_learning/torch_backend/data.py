@@ -23,6 +23,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import torch
 
+from ..columnfiles import map_columns
 from ..diagram import DataArrow, Diagram
 from ..errors import DiagramError, Problem
 from ..tensorfiles import check_batch, read_npz, read_safetensors
@@ -143,7 +144,9 @@ def read_data(spec: str, split: str = "train") -> list[Table]:
 
     A file's columns are used as they are, whatever ``split`` says; the bundled
     digits are split into fixed training and test sets. Errors are
-    ``batch-file`` naming ``spec``.
+    ``batch-file`` naming ``spec``. Safetensors files and uncompressed ``.npz``
+    files come back as memory maps (``columnfiles``): rows are read when a
+    batch indexes them, so each process of a distributed run reads its shard.
     """
     name, _, view = spec.partition(":")
     if name == "digits":
@@ -160,22 +163,44 @@ def read_data(spec: str, split: str = "train") -> list[Table]:
                               f"or a .safetensors or .npz file of columns; got {spec!r}")
     if not path.is_file():
         raise _bad_data(spec, f"no such data file: {spec}")
-    columns = read_safetensors(path, "batch") if path.suffix == ".safetensors" else read_npz(path, "batch")
+    columns = map_columns(path)
+    if columns is None:
+        columns = read_safetensors(path, "batch") if path.suffix == ".safetensors" else read_npz(path, "batch")
     if not columns:
         raise _bad_data(spec, f"{spec} holds no columns")
     return _tables_by_rows(columns)
 
 
-def columns_for(diagram: Diagram, tables: list[Table], source: str = "data") -> list[Table]:
+def row_block(rows: int, rank: int, world_size: int) -> slice:
+    """Rank ``rank``'s contiguous block of ``rows`` rows split into ``world_size`` nearly equal blocks."""
+    return slice(rows * rank // world_size, rows * (rank + 1) // world_size)
+
+
+def _block_of(column: np.ndarray, rank: int, world_size: int) -> np.ndarray:
+    """This rank's block of a column's rows (a view); the whole column if the block would be empty."""
+    if not column.ndim:
+        return column
+    block = row_block(len(column), rank, world_size)
+    return column[block] if block.start < block.stop else column
+
+
+def columns_for(diagram: Diagram, tables: list[Table], source: str = "data",
+                shard: tuple[int, int] = (0, 1)) -> list[Table]:
     """The tables cut down to the columns the diagram reads, checked against its data arrows (SPEC §8).
 
     Every column read through one data object must come from one table, so that
     its rows are aligned; otherwise ``batch-size-mismatch`` at ``source#column``.
-    Missing columns, shapes, dtypes and class indices are checked over all rows.
+    Missing columns, shapes and dtypes are checked from the arrays' descriptions;
+    class indices over all rows, or, with ``shard=(rank, world_size)``, over
+    this rank's contiguous block of each table's rows (``row_block``), so that
+    the ranks of a distributed run check every row once between them.
     """
     owner = {col: i for i, t in enumerate(tables) for col in t}
     read = [a for a in diagram.arrows.values() if isinstance(a, DataArrow)]
     merged = {a.column: tables[owner[a.column]][a.column] for a in read if a.column in owner}
+    rank, world_size = shard
+    if world_size > 1:
+        merged = {col: _block_of(v, rank, world_size) for col, v in merged.items()}
     try:
         check_batch(diagram, merged, source)
     except DiagramError as e:
@@ -197,9 +222,9 @@ def columns_for(diagram: Diagram, tables: list[Table], source: str = "data") -> 
     return [t for t in ({k: v for k, v in t.items() if k in used} for t in tables) if t]
 
 
-def load_for(diagram: Diagram, spec: str, split: str = "train") -> list[Table]:
+def load_for(diagram: Diagram, spec: str, split: str = "train", shard: tuple[int, int] = (0, 1)) -> list[Table]:
     """``read_data`` then ``columns_for``: the checked tables a diagram trains on."""
-    return columns_for(diagram, read_data(spec, split), spec)
+    return columns_for(diagram, read_data(spec, split), spec, shard)
 
 
 # ----------------------------------------------------------------------------- batching
@@ -216,41 +241,83 @@ class ColumnLoader:
     rows (shuffled with ``seed`` if ``shuffle``); each other table yields a
     batch of ``min(batch_size, rows)`` rows at every step, cycling through
     reshuffled passes of its own. Columns keep their NumPy dtypes.
+
+    Sharded (``rank``, ``world_size`` > 1, or ``sharded``), it is one rank's
+    part of a distributed epoch, with ``DistributedSampler``'s semantics: every
+    rank draws the same permutations from ``seed`` (a new one each epoch), the
+    largest table's permutation is padded by repeating its start to a multiple
+    of ``world_size``, and rank ``r`` takes every ``world_size``-th row from
+    ``r``. So the ranks' shards are disjoint (but for the padding) and cover
+    the table, every rank takes the same number of steps, and the rows of
+    step ``k`` over all ranks are exactly batch ``k`` of an unsharded loader
+    with ``batch_size × world_size`` (when the rows divide evenly). Each other
+    table's global batch of ``min(batch_size × world_size, rows)`` rows is
+    split the same way. Memory-mapped columns (``read_data`` on files) stay
+    mapped: a rank reads only the rows of its own batches.
     """
 
     def __init__(self, tables: list[Table] | Table, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False):
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1):
         tables = [tables] if isinstance(tables, Mapping) else list(tables)
         if not tables or any(not t for t in tables):
             raise ValueError("ColumnLoader needs at least one non-empty table")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
         self.tables = [{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.items()} for t in tables]
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         self.sizes = [_rows(t) for t in self.tables]
         self.lead = int(np.argmax(self.sizes))
 
+    def sharded(self, rank: int, world_size: int) -> "ColumnLoader":
+        """This loader as rank ``rank``'s shard of ``world_size`` (same tables, same generator state)."""
+        if self.world_size != 1:
+            raise ValueError("this ColumnLoader is already sharded")
+        other = ColumnLoader.__new__(ColumnLoader)
+        other.__dict__.update(self.__dict__)
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
+        other.rank, other.world_size = rank, world_size
+        other.generator = torch.Generator()
+        other.generator.set_state(self.generator.get_state())
+        return other
+
+    def _shard_rows(self) -> int:
+        """How many rows of the largest table this rank reads per epoch (padded like ``DistributedSampler``)."""
+        return -(-self.sizes[self.lead] // self.world_size)
+
     def __len__(self) -> int:
-        n = self.sizes[self.lead]
+        n = self._shard_rows()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _order(self, n: int) -> torch.Tensor:
         return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
 
+    def _mine(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a global list of row indices: padded by repeating, then every world_size-th."""
+        if self.world_size == 1:
+            return rows
+        total = -(-len(rows) // self.world_size) * self.world_size
+        if total > len(rows):
+            rows = rows.repeat(-(-total // len(rows)))[:total]
+        return rows[self.rank::self.world_size]
+
     def _cycle(self, k: int) -> Iterator[torch.Tensor]:
-        """Endless batches of row indices of table k, each within one pass."""
-        size = min(self.batch_size, self.sizes[k])
+        """Endless batches of row indices of table k, each within one pass (this rank's share of each)."""
+        size = min(self.batch_size * self.world_size, self.sizes[k])
         while True:
             order = self._order(self.sizes[k])
             for start in range(0, self.sizes[k] - size + 1, size):
-                yield order[start:start + size]
+                yield self._mine(order[start:start + size])
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         others = {k: self._cycle(k) for k in range(len(self.tables)) if k != self.lead}
-        order = self._order(self.sizes[self.lead])
+        order = self._mine(self._order(self.sizes[self.lead]))
         for step in range(len(self)):
             rows = {self.lead: order[step * self.batch_size:(step + 1) * self.batch_size]}
             rows.update({k: next(it) for k, it in others.items()})

@@ -18,7 +18,9 @@ from tqdm.auto import tqdm
 
 from ..errors import DiagramError
 from ..io import Source
+from . import distributed as _distributed
 from .compiler import CompiledDiagram, compile
+from .distributed import DistributedOptions
 
 Batch = Mapping[str, Any]
 OptimizerLike = Union[torch.optim.Optimizer, Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]]
@@ -30,12 +32,16 @@ class History:
     """What ``fit`` saw: per epoch the mean loss of each equation and ``"total"``; per step the total.
 
     ``evals`` holds ``(epoch, means)`` for each evaluation pass (``eval_every``),
-    computed in evaluation mode without gradients.
+    computed in evaluation mode without gradients. Under torch.distributed all
+    of these are over every rank's batches (the same on every rank), and
+    ``communication`` holds per epoch the seconds this rank spent in
+    collectives (see ``DistributedOptions``); it stays empty in one process.
     """
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    communication: list[float] = field(default_factory=list)
 
 
 def _means(names: list[str], sums: torch.Tensor, count: int) -> dict[str, float]:
@@ -51,6 +57,14 @@ def _losses(total: torch.Tensor, equations: dict[str, torch.Tensor]) -> torch.Te
 
 def mean_losses(model: CompiledDiagram, data: Iterable[Batch]) -> dict[str, float]:
     """Each equation's mean distance and the mean ``"total"`` over ``data``, in evaluation mode, without gradients."""
+    sums, count = _loss_sums(model, data)
+    if sums is None:
+        raise ValueError("the data yielded no batches")
+    return _means([e.name for e in model.equations], sums, count)
+
+
+def _loss_sums(model: CompiledDiagram, data: Iterable[Batch]) -> tuple[torch.Tensor | None, int]:
+    """The summed losses (total first) and the number of batches, in evaluation mode, without gradients."""
     was_training = model.training
     model.eval()
     sums, count = None, 0
@@ -63,9 +77,7 @@ def mean_losses(model: CompiledDiagram, data: Iterable[Batch]) -> dict[str, floa
                 count += 1
     finally:
         model.train(was_training)
-    if sums is None:
-        raise ValueError("the data yielded no batches")
-    return _means([e.name for e in model.equations], sums, count)
+    return sums, count
 
 
 def _optimizer(model: CompiledDiagram, optimizer: OptimizerLike | None, lr: float) -> torch.optim.Optimizer:
@@ -79,11 +91,24 @@ def _optimizer(model: CompiledDiagram, optimizer: OptimizerLike | None, lr: floa
     return optimizer(params)
 
 
+def _agreed_means(session: "_distributed.Session", model: CompiledDiagram, names: list[str],
+                  data: Iterable[Batch]) -> dict[str, float]:
+    """``mean_losses`` over every rank's ``data``: sums and batch counts added over the ranks."""
+    sums, count = session.group.together(_loss_sums, model, data)
+    if sums is None:
+        sums = torch.zeros(len(names) + 1, dtype=torch.float64)
+    sums, count = session.reduce_sums(sums, count)
+    if count == 0:
+        raise ValueError("the data yielded no batches")
+    return _means(names, sums, count)
+
+
 def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
         optimizer: OptimizerLike | None = None, lr: float = 1e-3, eval_every: int | None = None,
         on_epoch_end: Callable[[int, CompiledDiagram, History], None] | None = None,
         checkpoint_dir: str | os.PathLike | None = None, progress: bool = True,
-        eval_data: Iterable[Batch] | None = None) -> History:
+        eval_data: Iterable[Batch] | None = None,
+        distributed: bool | DistributedOptions | None = None) -> History:
     """Train ``model`` on ``data`` for ``epochs`` passes; return the ``History``.
 
     ``model``: a ``CompiledDiagram``, or a diagram compiled with defaults.
@@ -96,6 +121,14 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
     Epochs are numbered from 1: ``on_epoch_end(epoch, model, history)`` runs
     after each, and ``checkpoint_dir/epoch-{epoch}.safetensors`` is written
     (weights file, SPEC §8) when ``checkpoint_dir`` is given.
+
+    ``distributed``: under ``torch.distributed`` (a process group initialised,
+    or started by ``torchrun``; None, the default, detects it; False never;
+    ``DistributedOptions`` to set the backend and more) the trainable arrows
+    train in ``DistributedDataParallel``, a ``ColumnLoader`` is sharded, the
+    history is over all ranks, and only rank 0 draws the bar and writes
+    checkpoints (see ``torch_backend.distributed``). Every rank must call
+    ``fit``; the set of trainable arrows is fixed for the call.
     """
     if not isinstance(model, CompiledDiagram):
         model = compile(model)
@@ -104,8 +137,13 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
     if optimizer is None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise DiagramError.one("bad-value", "lr", f"the learning rate must be a positive finite number, got {lr!r}")
     opt = _optimizer(model, optimizer, lr)
+    session = _distributed.start(model, distributed)
+    main = session is None or session.main
+    if session is not None:
+        data = session.prepare(data)
+        eval_data = None if eval_data is None else session.prepare(eval_data)
     names = [e.name for e in model.equations]
-    checkpoints = None if checkpoint_dir is None else Path(checkpoint_dir)
+    checkpoints = None if checkpoint_dir is None or not main else Path(checkpoint_dir)
     if checkpoints is not None:
         checkpoints.mkdir(parents=True, exist_ok=True)
     history = History()
@@ -116,16 +154,20 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             sums, count, totals = None, 0, []
             bar = tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
                        desc=f"epoch {epoch}/{epochs}", leave=True,
-                       disable=None if progress else True)  # None: a bar on terminals, not in logs
+                       disable=None if progress and main else True)  # None: a bar on terminals, not in logs
             shown = time.monotonic()
-            for batch in data:
-                ev = model.evaluate(batch)
-                if not ev.total.requires_grad:
-                    raise ValueError("the loss does not depend on any trainable parameter")
+            for batch in (data if session is None else session.batches(data, epoch)):
+                if session is None:
+                    ev = model.evaluate(batch)
+                    total, equations = ev.total, ev.equations
+                    if not total.requires_grad:
+                        raise ValueError("the loss does not depend on any trainable parameter")
+                else:
+                    total, equations = session.evaluate(batch)
                 opt.zero_grad(set_to_none=True)
-                ev.total.backward()
+                total.backward()
                 opt.step()
-                losses = _losses(ev.total, ev.equations)
+                losses = _losses(total, equations)
                 sums = losses if sums is None else sums + losses
                 totals.append(losses[0])
                 count += 1
@@ -136,17 +178,27 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             if sums is None:
                 bar.close()
                 raise ValueError("the data yielded no batches")
+            if session is not None:
+                sums, count, totals = session.reduce_epoch(sums, count, totals)
             means = _means(names, sums, count)
             bar.set_postfix(means)
             bar.close()
             history.epochs.append(means)
             history.steps.extend(torch.stack(totals).tolist())
             if eval_every and (epoch % eval_every == 0 or epoch == epochs):
-                history.evals.append((epoch, mean_losses(model, data if eval_data is None else eval_data)))
+                if session is None:
+                    history.evals.append((epoch, mean_losses(model, data if eval_data is None else eval_data)))
+                else:
+                    history.evals.append((epoch, _agreed_means(session, model, names,
+                                                               data if eval_data is None else eval_data)))
+            if session is not None:
+                history.communication.append(session.take_communication())
             if checkpoints is not None:
                 model.save_weights(checkpoints / f"epoch-{epoch}.safetensors")
             if on_epoch_end is not None:
                 on_epoch_end(epoch, model, history)
     finally:
         model.train(was_training)
+        if session is not None:
+            session.close()
     return history
