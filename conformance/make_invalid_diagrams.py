@@ -192,6 +192,8 @@ CASES: dict[str, Case] = {
                                                                             "layers": [{"type": "linear",
                                                                                         "in_features": 3,
                                                                                         "out_features": 3}]}}))),
+    "term-too-large": ("term-too-large", "/objects/13", lambda d: doubling_chain(d, 10)),
+    "terms-too-deep": ("too-many-terms", "/objects/104", lambda d: scale_chain(d, 101)),
     # --- equations and distances
     "term-syntax": ("term-syntax", "/equations/explicit/0/lhs",
                     lambda d: d["equations"]["explicit"][0].update(lhs="head(backbone(x)")),
@@ -223,6 +225,10 @@ CASES: dict[str, Case] = {
     "kl-on-tensor": ("distance-not-allowed", "/equations/explicit/0/distance",
                      lambda d: set_explicit(d, {"lhs": "backbone(x)", "rhs": "backbone(x)",
                                                 "distance": {"name": "kl_div"}})),
+    "too-many-equations": ("too-many-equations", "/objects/3", lambda d: d.update(max_equations=1)),
+    "too-many-equations-explicit": ("too-many-equations", "/equations/explicit/1",
+                                    lambda d: (d.update(max_equations=2), d["equations"]["explicit"].append(
+                                        {"name": "constant", "lhs": "teacher(x)", "rhs": "y"}))),
     "labels-on-the-left": ("distance-input-mismatch", "/equations/explicit/0",
                            lambda d: set_explicit(d, {"lhs": "y", "rhs": "head(backbone(x))"})),
 }
@@ -254,6 +260,23 @@ TEXT_CASES: dict[str, Case] = {
 PLACEHOLDERS = {'"@1e400@"': "1e400", '"@1e-400@"': "1e-400",
                 '"@duplicate@"': '{"k": 1, "k": 2}', '"@deep513@"': nested_arrays(512)}
 CASES.update(TEXT_CASES)
+
+
+def doubling_chain(d: dict, n: int) -> None:
+    """A1..An after H, A_i = add(A_{i-1}, A_{i-1}): one term each, of size 2, 5, 11, ... (A9: 1535 > 1000)."""
+    for i in range(1, n + 1):
+        d["objects"].append({"name": f"A{i}", "kind": "tensor", "shape": [3], "dtype": "float32"})
+        prev = "H" if i == 1 else f"A{i - 1}"
+        add_arrow(d, {"name": f"double{i}", "kind": "function", "op": "add", "source": [prev, prev],
+                      "target": f"A{i}"})
+
+
+def scale_chain(d: dict, n: int) -> None:
+    """H1..Hn after H, each a scale of the one before: H_k's terms nest k + 1 arrows deep (H100: 101 > 100)."""
+    for i in range(1, n + 1):
+        d["objects"].append({"name": f"H{i}", "kind": "tensor", "shape": [3], "dtype": "float32"})
+        add_arrow(d, {"name": f"s{i}", "kind": "function", "op": "scale", "factor": 1.0,
+                      "source": "H" if i == 1 else f"H{i - 1}", "target": f"H{i}"})
 
 
 def image_object(d: dict) -> None:

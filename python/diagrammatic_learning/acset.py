@@ -23,7 +23,8 @@ The schema, ``SchLearningDiagram``:
 * ``Equation``: the explicit equations in order, attribute ``eqspec`` (JSON:
   the entry as written in the diagram file).
 * ``Diagram``: one row, attribute ``dspec`` (JSON: format, format_version,
-  name, description, max_terms and ``equations.automatic``).
+  name, description, max_terms, max_term_size, max_equations and
+  ``equations.automatic``).
 
 So the graph, the names and the kinds are plain columns for Catlab, and the
 rest rides along as JSON text: ``from_acset_json(to_acset_json(d))`` gives

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 FORMAT = "learning-diagram"
 FORMAT_VERSION = "1.0"
 DEFAULT_MAX_TERMS = 256
+DEFAULT_MAX_TERM_SIZE = 1000
+DEFAULT_MAX_EQUATIONS = 10000
 
 
 # ----------------------------------------------------------------------------- objects
@@ -174,12 +176,24 @@ class Diagram:
     explicit: list[ExplicitEquation] = field(default_factory=list)
     max_terms: int | None = None
     format_version: str = FORMAT_VERSION
+    max_term_size: int | None = None
+    max_equations: int | None = None
 
     # -- lookups
 
     @property
     def term_bound(self) -> int:
         return DEFAULT_MAX_TERMS if self.max_terms is None else self.max_terms
+
+    @property
+    def term_size_bound(self) -> int:
+        """Most arrow occurrences in one enumerated term (SPEC §5.3)."""
+        return DEFAULT_MAX_TERM_SIZE if self.max_term_size is None else self.max_term_size
+
+    @property
+    def equation_bound(self) -> int:
+        """Most equations of the diagram (SPEC §6)."""
+        return DEFAULT_MAX_EQUATIONS if self.max_equations is None else self.max_equations
 
     def position(self, arrow: str) -> int:
         """The 0-based declaration position of an arrow (the canonical order's alphabet)."""

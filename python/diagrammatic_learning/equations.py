@@ -14,7 +14,8 @@ from typing import Iterator
 from .diagram import CategoricalObject, Diagram, Distance
 from .distances import DEFAULT_DISTANCE, check_distance, full_distance
 from .errors import DiagramError, Problem, pointer
-from .terms import Term, TermSyntaxError, parse_term, term_key
+from .term_graph import MAX_TERM_DEPTH, TermGraph
+from .terms import Term, TermSyntaxError, parse_term
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ class TermInfo:
 
 @dataclass(frozen=True)
 class Equation:
-    """One equation of the loss: ``weight · distance(lhs, rhs)`` on ``object`` over ``data_object``."""
+    """One equation of the loss: ``weight · distance(lhs, rhs)`` on ``object`` over ``data_object``.
 
-    name: str
+    ``label`` is the name given in the file, or None: then ``name`` is ``"<lhs> = <rhs>"``,
+    made when asked for (a diagram's equations are checked without writing out every name).
+    """
+
+    label: str | None
     object: str
     data_object: str
     lhs: Term
@@ -39,6 +44,10 @@ class Equation:
     distance: Distance
     weight: float
     explicit: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.label if self.label is not None else f"{self.lhs} = {self.rhs}"
 
     def __str__(self) -> str:
         w = "" if self.weight == 1 else f"{self.weight:g} · "
@@ -109,103 +118,166 @@ def applied_info(diagram: Diagram, arrow_name: str, infos: list[TermInfo]) -> Te
     return TermInfo(arrow.target, infos[0].data_object, encoding, trainable)
 
 
-class _TooManyTerms(Exception):
-    def __init__(self, obj: str):
+class _TooMany(Exception):
+    """An object past a bound of SPEC §5.3: ``code`` is ``too-many-terms`` or ``term-too-large``."""
+
+    def __init__(self, obj: str, code: str):
         self.obj = obj
+        self.code = code
+
+
+_NO_ARROWS: frozenset[str] = frozenset()
 
 
 class TermEnumerator:
-    """Enumerates terms with no arrow twice on a root-to-leaf path (SPEC §5.2), bounded.
+    """Enumerates terms with no arrow twice on a root-to-leaf path (SPEC §5.2), bounded (§5.3).
 
-    ``terms(obj, forbidden)`` is memoized on ``forbidden`` cut down to the arrows
-    that can occur in terms of ``obj`` at all (those on some path into it): other
-    forbidden arrows change nothing, and dropping them lets an acyclic chain be
-    enumerated once per object instead of once per path.
+    ``terms(obj, forbidden)`` is memoized on ``forbidden`` cut down to the arrows whose
+    target is in ``obj``'s strongly connected component: only those can occur in terms of
+    ``obj`` (any other forbidden arrow lies above ``obj`` on the path and is not upstream
+    of it), so an acyclic diagram is enumerated once per object. Only live arrows
+    (``TermGraph``) are followed, so recursion never goes deeper than the depth bound.
+
+    Each object's list is built in canonical order (§5.4) without comparing terms: arrows
+    into the object are visited in declaration order, and for one arrow the argument lists
+    are already in canonical order, so their product in lexicographic order is too (keys
+    are prefix codes). Products never try combinations that mix data objects, so the work
+    for one arrow is bounded by the bound times its number of sources.
     """
 
-    def __init__(self, diagram: Diagram):
+    def __init__(self, diagram: Diagram, graph: TermGraph | None = None):
         self.d = diagram
         self.bound = diagram.term_bound
-        self.position = {name: i for i, name in enumerate(diagram.arrows)}
+        self.size_bound = diagram.term_size_bound
+        self.graph = graph if graph is not None else TermGraph(diagram)
+        g = self.graph
         self.into: dict[str, list[str]] = {o: [] for o in diagram.objects}
+        self.target_component: dict[str, int] = {}
         for a in diagram.arrows.values():
-            self.into[a.target].append(a.name)
-        self.upstream = self._upstream_arrows()
+            if a.kind == "data" or a.name in g.live:
+                self.into[a.target].append(a.name)
+                if a.kind != "data":
+                    self.target_component[a.name] = g.component[a.target]
         self.memo: dict[tuple[str, frozenset[str]], list[tuple[Term, TermInfo]]] = {}
+        self._infos: dict[tuple, TermInfo] = {}
 
-    def _upstream_arrows(self) -> dict[str, frozenset[str]]:
-        """For each object, every arrow on some path that ends at it."""
-        out: dict[str, frozenset[str]] = {}
-        for obj in self.d.objects:
-            seen: set[str] = set()
-            todo = [obj]
-            visited = {obj}
-            while todo:
-                for name in self.into[todo.pop()]:
-                    seen.add(name)
-                    for s in self.d.arrows[name].sources:
-                        if s not in visited:
-                            visited.add(s)
-                            todo.append(s)
-            out[obj] = frozenset(seen)
-        return out
+    def _info(self, obj: str, data_object: str, encoding: str | None, trainable: bool) -> TermInfo:
+        key = (obj, data_object, encoding, trainable)
+        info = self._infos.get(key)
+        if info is None:
+            info = self._infos[key] = TermInfo(obj, data_object, encoding, trainable)
+        return info
 
-    def terms(self, obj: str, forbidden: frozenset[str] = frozenset()) -> list[tuple[Term, TermInfo]]:
-        key = (obj, forbidden & self.upstream[obj])
-        if key in self.memo:
-            return self.memo[key]
-        forbidden = key[1]
+    def terms(self, obj: str, forbidden: frozenset[str] = _NO_ARROWS) -> list[tuple[Term, TermInfo]]:
+        if obj not in self.graph.inhabited:
+            return []
+        c = self.graph.component[obj]
+        if forbidden and self.graph.cyclic[c]:
+            tc = self.target_component
+            forbidden = frozenset(f for f in forbidden if tc[f] == c)
+        else:
+            forbidden = _NO_ARROWS
+        key = (obj, forbidden)
+        hit = self.memo.get(key)
+        if hit is not None:
+            return hit
         out: list[tuple[Term, TermInfo]] = []
         for name in self.into[obj]:
             if name in forbidden:
                 continue
             arrow = self.d.arrows[name]
             if arrow.kind == "data":
-                out.append((Term(name), term_info(self.d, Term(name))))
-            else:
-                inner = forbidden | {name}
-                choices = [self.terms(s, inner) for s in arrow.sources]
-                for combo in product(*choices):
+                out.append((Term(name), self._info(obj, arrow.source, _apply_encoding(self.d, name, []), False)))
+                if len(out) > self.bound:
+                    raise _TooMany(obj, "too-many-terms")
+                continue
+            inner = forbidden | {name}
+            choices = [self.terms(s, inner) for s in arrow.sources]
+            model_trains = arrow.kind == "model" and arrow.trainable
+            checked = arrow.kind == "function" and (arrow.op in ACCEPTS or arrow.op == "identity")
+            categorical = isinstance(self.d.objects[obj], CategoricalObject)
+            for combo in _combinations(choices):
+                infos = [i for _, i in combo]
+                if checked:
                     try:
-                        info = applied_info(self.d, name, [i for _, i in combo])
+                        encoding = _apply_encoding(self.d, name, infos)
                     except TermError:
-                        continue  # mixed data objects, or an encoding the arrow does not accept: not a term
-                    out.append((Term(name, tuple(t for t, _ in combo)), info))
-                    if len(out) > self.bound:
-                        raise _TooManyTerms(obj)
-            if len(out) > self.bound:
-                raise _TooManyTerms(obj)
-        out.sort(key=lambda ti: term_key(ti[0], self.position.__getitem__))
+                        continue  # an encoding the arrow does not accept: not a term
+                else:
+                    encoding = "logits" if categorical else None
+                t = Term(name, tuple(t for t, _ in combo))
+                if t.size > self.size_bound:
+                    raise _TooMany(obj, "term-too-large")
+                trainable = model_trains or any(i.trainable for i in infos)
+                out.append((t, self._info(obj, infos[0].data_object, encoding, trainable)))
+                if len(out) > self.bound:
+                    raise _TooMany(obj, "too-many-terms")
         self.memo[key] = out
         return out
 
 
+def _combinations(choices: list[list[tuple[Term, TermInfo]]]) -> Iterator[tuple[tuple[Term, TermInfo], ...]]:
+    """The combinations of one term per list over one data object, in lexicographic order.
+
+    Combinations mixing data objects are never formed: after the first argument, each
+    list is cut down to the first argument's data object (and skipped when one is empty).
+    """
+    first, rest = choices[0], choices[1:]
+    if not rest:
+        for x in first:
+            yield (x,)
+        return
+    groups: list[dict[str, list[tuple[Term, TermInfo]]]] = []
+    for ts in rest:
+        g: dict[str, list[tuple[Term, TermInfo]]] = {}
+        for x in ts:
+            g.setdefault(x[1].data_object, []).append(x)
+        groups.append(g)
+    for x in first:
+        data_object = x[1].data_object
+        lists = [g.get(data_object) for g in groups]
+        if any(lst is None for lst in lists):
+            continue
+        for tail in product(*lists):
+            yield (x, *tail)
+
+
+def _objects_problem(diagram: Diagram, code: str, objs: list[str], message) -> DiagramError:
+    index = {n: i for i, n in enumerate(diagram.objects)}
+    return DiagramError([Problem(code if isinstance(code, str) else code[o], pointer("objects", index[o]), message(o))
+                         for o in sorted(objs, key=index.__getitem__)])
+
+
 def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
-    """Every non-data object's enumerated terms in canonical order; ``too-many-terms`` past the bound."""
-    enum = TermEnumerator(diagram)
+    """Every non-data object's enumerated terms in canonical order, within the bounds of SPEC §5.3.
+
+    ``too-many-terms`` for objects whose terms may nest more than 100 arrows deep (checked
+    first, in linear time) or that have more than ``max_terms`` terms; ``term-too-large``
+    for objects with a term of more than ``max_term_size`` arrows.
+    """
+    graph = TermGraph(diagram)
+    deep = graph.too_deep()
+    if deep:
+        raise _objects_problem(diagram, "too-many-terms", deep,
+                               lambda o: f"object {o!r} may have terms that nest more than {MAX_TERM_DEPTH} "
+                                         f"arrows deep (SPEC §5.3)")
+    enum = TermEnumerator(diagram, graph)
     out: dict[str, list[tuple[Term, TermInfo]]] = {}
-    over: list[str] = []
-    deep: list[str] = []
-    for i, (name, obj) in enumerate(diagram.objects.items()):
+    over: dict[str, str] = {}
+    for name, obj in diagram.objects.items():
         if obj.kind == "data":
             continue
         try:
             out[name] = enum.terms(name)
-        except _TooManyTerms as e:
-            if e.obj not in over:
-                over.append(e.obj)
-        except RecursionError:
-            deep.append(name)
-    if deep:
-        index = {n: i for i, n in enumerate(diagram.objects)}
-        raise DiagramError([Problem("too-many-terms", pointer("objects", index[o]),
-                                    f"object {o!r} has terms that nest deeper than this reader can follow "
-                                    f"(SPEC §5.3)") for o in deep])
+        except _TooMany as e:
+            over.setdefault(e.obj, e.code)
     if over:
-        index = {n: i for i, n in enumerate(diagram.objects)}
-        raise DiagramError([Problem("too-many-terms", pointer("objects", index[o]),
-                                    f"object {o!r} has more than {diagram.term_bound} terms; raise max_terms "
-                                    f"or write explicit equations") for o in sorted(over, key=index.get)])
+        def message(o: str) -> str:
+            if over[o] == "term-too-large":
+                return (f"object {o!r} has a term of more than {diagram.term_size_bound} arrows; raise "
+                        f"max_term_size or write explicit equations")
+            return f"object {o!r} has more than {diagram.term_bound} terms; raise max_terms or write explicit equations"
+        raise _objects_problem(diagram, over, list(over), message)
     return out
 
 
@@ -214,25 +286,89 @@ def object_distance(diagram: Diagram, obj: str) -> Distance:
     return full_distance(o.distance or Distance(DEFAULT_DISTANCE[o.kind]))
 
 
-def _automatic(diagram: Diagram, terms: dict[str, list[tuple[Term, TermInfo]]]) -> Iterator[Equation]:
-    for obj, ts in terms.items():
-        for data_object in diagram.data_objects():
-            group = [(t, i) for t, i in ts if i.data_object == data_object]
+def _by_data_object(ts: list[tuple[Term, TermInfo]], data_index: dict[str, int]) -> list[list[tuple[Term, TermInfo]]]:
+    """An object's terms grouped by data object, groups in declaration order, canonical order inside."""
+    groups: dict[str, list[tuple[Term, TermInfo]]] = {}
+    for x in ts:
+        groups.setdefault(x[1].data_object, []).append(x)
+    return [groups[k] for k in sorted(groups, key=data_index.__getitem__)]
+
+
+def _pair_count(group: list[tuple[Term, TermInfo]]) -> int:
+    """Automatic equations of one group: pairs with at least one trainable side."""
+    n = len(group)
+    constant = sum(1 for _, i in group if not i.trainable)
+    return n * (n - 1) // 2 - constant * (constant - 1) // 2
+
+
+def _automatic(diagram: Diagram, groups: dict[str, list[list[tuple[Term, TermInfo]]]]
+               ) -> Iterator[tuple[Equation, TermInfo]]:
+    for obj, per_data in groups.items():
+        distance = object_distance(diagram, obj)
+        for group in per_data:
             for a in range(len(group)):
+                ta, ia = group[a]
                 for b in range(a + 1, len(group)):
-                    (ta, ia), (tb, ib) = group[a], group[b]
+                    tb, ib = group[b]
                     if not ia.trainable and not ib.trainable:
                         continue
-                    lhs, rhs = (tb, ta) if not ia.trainable else (ta, tb)
-                    yield Equation(f"{lhs} = {rhs}", obj, data_object, lhs, rhs,
-                                   object_distance(diagram, obj), 1.0)
+                    if ia.trainable:
+                        yield Equation(None, obj, ia.data_object, ta, tb, distance, 1.0), ia
+                    else:
+                        yield Equation(None, obj, ia.data_object, tb, ta, distance, 1.0), ib
+
+
+def _explicit_name_pair(name: str) -> tuple[Term, Term] | None:
+    """The terms (lhs, rhs) whose automatic equation is named ``name``, or None if no such name."""
+    parts = name.split(" = ")
+    if len(parts) != 2:
+        return None
+    try:
+        lhs, rhs = parse_term(parts[0]), parse_term(parts[1])
+    except TermSyntaxError:
+        return None
+    if str(lhs) != parts[0] or str(rhs) != parts[1]:
+        return None
+    return lhs, rhs
+
+
+# A small cache so that validating and then compiling one loaded diagram builds its equations once.
+_CACHE_ATTRIBUTE = "_equations_cache"
+
+
+def _fingerprint(d: Diagram) -> tuple[tuple, tuple]:
+    """What the equations depend on: the parts themselves (frozen; compared by identity) and the values."""
+    parts = (*d.objects.values(), *d.arrows.values(), *d.explicit)
+    distances = [(o.distance.name, tuple(o.distance.params.items())) for o in d.objects.values()
+                 if getattr(o, "distance", None) is not None]
+    distances += [(e.distance.name, tuple(e.distance.params.items())) for e in d.explicit if e.distance is not None]
+    values = (tuple(d.objects), tuple(d.arrows), d.automatic, d.max_terms, d.max_term_size, d.max_equations,
+              distances)
+    return parts, values
+
+
+def _same(a: tuple[tuple, tuple], b: tuple[tuple, tuple]) -> bool:
+    return (len(a[0]) == len(b[0]) and all(p is q for p, q in zip(a[0], b[0]))) and a[1] == b[1]
 
 
 def equations(diagram: Diagram) -> list[Equation]:
     """The diagram's equations in canonical order (SPEC §6); ``DiagramError`` lists every problem."""
+    cached = getattr(diagram, _CACHE_ATTRIBUTE, None)
+    fingerprint = _fingerprint(diagram)
+    if cached is not None and _same(cached[0], fingerprint):
+        return list(cached[1])
+    result = _equations(diagram)
+    try:
+        setattr(diagram, _CACHE_ATTRIBUTE, (fingerprint, tuple(result)))
+    except AttributeError:
+        pass
+    return result
+
+
+def _equations(diagram: Diagram) -> list[Equation]:
     terms = enumerate_terms(diagram)
     problems: list[Problem] = []
-    explicit: list[tuple[int, Equation]] = []
+    explicit: list[tuple[int, Equation, TermInfo, TermInfo]] = []
     seen_pairs: dict[frozenset, int] = {}
     for k, eq in enumerate(diagram.explicit):
         where = ("equations", "explicit", k)
@@ -263,39 +399,72 @@ def equations(diagram: Diagram) -> list[Equation]:
         distance = object_distance(diagram, li.object) if eq.distance is None else full_distance(eq.distance)
         for code, msg in check_distance(diagram.objects[li.object], distance):
             problems.append(Problem(code, pointer(*where, "distance"), msg))
-        explicit.append((k, Equation(eq.name or f"{lt} = {rt}", li.object, li.data_object, lt, rt, distance,
-                                     1.0 if eq.weight is None else float(eq.weight), explicit=True)))
+        explicit.append((k, Equation(eq.name, li.object, li.data_object, lt, rt, distance,
+                                     1.0 if eq.weight is None else float(eq.weight), explicit=True), li, ri))
     if problems:
         raise DiagramError(problems)
 
-    by_pair = {frozenset([e.lhs, e.rhs]): (k, e) for k, e in explicit}
-    used: set[int] = set()
-    result: list[tuple[str, Equation]] = []
-    if diagram.automatic:
-        for eq in _automatic(diagram, terms):
-            hit = by_pair.get(frozenset([eq.lhs, eq.rhs]))
-            if hit is not None and hit[1].object == eq.object:
-                used.add(hit[0])
-                result.append((pointer("equations", "explicit", hit[0]), hit[1]))
-            else:
-                index = list(diagram.objects).index(eq.object)
-                result.append((pointer("objects", index), eq))
-    result += [(pointer("equations", "explicit", k), e) for k, e in explicit if k not in used]
+    object_index = {n: i for i, n in enumerate(diagram.objects)}
+    data_index = {n: i for i, n in enumerate(diagram.data_objects())}
+    groups = {obj: _by_data_object(ts, data_index) for obj, ts in terms.items()} if diagram.automatic else {}
+    enumerated = {t for ts in terms.values() for t, _ in ts} if diagram.automatic else set()
+    _check_equation_count(diagram, groups, explicit, enumerated, object_index)
 
+    by_pair = {frozenset([e.lhs, e.rhs]): (k, e, li) for k, e, li, _ in explicit}
+    used: set[int] = set()
+    result: list[tuple[str, Equation, TermInfo]] = []
+    automatic_at: dict[tuple[Term, Term], int] = {}  # (lhs, rhs) of automatic equations kept -> place in result
+    for eq, lhs_info in _automatic(diagram, groups):
+        hit = by_pair.get(frozenset([eq.lhs, eq.rhs])) if by_pair else None
+        if hit is not None and hit[1].object == eq.object:
+            used.add(hit[0])
+            result.append((pointer("equations", "explicit", hit[0]), hit[1], hit[2]))
+        else:
+            automatic_at[(eq.lhs, eq.rhs)] = len(result)
+            result.append((pointer("objects", object_index[eq.object]), eq, lhs_info))
+    result += [(pointer("equations", "explicit", k), e, li) for k, e, li, _ in explicit if k not in used]
+
+    # Automatic names are distinct (distinct pairs of terms have distinct texts), so only explicit
+    # equations and the automatic ones an explicit name spells out can take part in a duplicate.
+    clash: set[int] = set()
+    for k, e, _, _ in explicit:
+        pair = _explicit_name_pair(e.name)
+        if pair is not None and pair in automatic_at:
+            clash.add(automatic_at[pair])
     named = {pointer("equations", "explicit", k) for k, e in enumerate(diagram.explicit) if e.name is not None}
     names: dict[str, str] = {}
-    for where, eq in result:
-        if eq.name in names:
-            problems.append(Problem("duplicate-name", where + ("/name" if where in named else ""),
-                                    f"two equations are named {eq.name!r}"))
-        names[eq.name] = where
-        obj = diagram.objects[eq.object]
-        if isinstance(obj, CategoricalObject):
-            enc = term_info(diagram, eq.lhs).encoding
-            if enc != "logits":
-                problems.append(Problem("distance-input-mismatch", where,
-                                        f"{eq.distance.name} needs logits on the left, but {eq.lhs} has "
-                                        f"encoding {enc}"))
+    for n, (where, eq, lhs_info) in enumerate(result):
+        if eq.explicit or n in clash:
+            if eq.name in names:
+                problems.append(Problem("duplicate-name", where + ("/name" if where in named else ""),
+                                        f"two equations are named {eq.name!r}"))
+            names[eq.name] = where
+        if lhs_info.encoding != "logits" and isinstance(diagram.objects[eq.object], CategoricalObject):
+            problems.append(Problem("distance-input-mismatch", where,
+                                    f"{eq.distance.name} needs logits on the left, but {eq.lhs} has "
+                                    f"encoding {lhs_info.encoding}"))
     if problems:
         raise DiagramError(problems)
-    return [eq for _, eq in result]
+    return [eq for _, eq, _ in result]
+
+
+def _check_equation_count(diagram: Diagram, groups: dict[str, list[list[tuple[Term, TermInfo]]]],
+                          explicit: list[tuple[int, Equation, TermInfo, TermInfo]], enumerated: set[Term],
+                          object_index: dict[str, int]) -> None:
+    """``too-many-equations`` (SPEC §6) before any equation is built: counted, not listed."""
+    bound = diagram.equation_bound
+    total = 0
+    for obj, per_data in groups.items():
+        total += sum(_pair_count(g) for g in per_data)
+        if total > bound:
+            raise DiagramError.one("too-many-equations", pointer("objects", object_index[obj]),
+                                   f"the automatic equations up to object {obj!r} number {total}, more than "
+                                   f"{bound}; raise max_equations or set equations.automatic to false")
+    for k, e, li, ri in explicit:
+        replaces = (diagram.automatic and e.lhs != e.rhs and e.lhs in enumerated and e.rhs in enumerated
+                    and (li.trainable or ri.trainable))
+        if not replaces:
+            total += 1
+            if total > bound:
+                raise DiagramError.one("too-many-equations", pointer("equations", "explicit", k),
+                                       f"the diagram has more than {bound} equations; raise max_equations")

@@ -42,7 +42,8 @@ def _sources(s: str | list) -> tuple[str, ...]:
 def from_json(doc: Mapping[str, Any]) -> Diagram:
     """Build a ``Diagram`` from a schema-valid document (no semantic checks; the first of duplicate names wins)."""
     d = Diagram(name=doc.get("name"), description=doc.get("description"), max_terms=doc.get("max_terms"),
-                format_version=doc["format_version"])
+                format_version=doc["format_version"], max_term_size=doc.get("max_term_size"),
+                max_equations=doc.get("max_equations"))
     for o in doc["objects"]:
         if o["name"] in d.objects:
             continue
@@ -143,6 +144,10 @@ def to_json(d: Diagram) -> dict[str, Any]:
         doc["equations"] = eqs
     if d.max_terms is not None:
         doc["max_terms"] = d.max_terms
+    if d.max_term_size is not None:
+        doc["max_term_size"] = d.max_term_size
+    if d.max_equations is not None:
+        doc["max_equations"] = d.max_equations
     return doc
 
 

@@ -2,38 +2,83 @@
 
 This module holds the term type, its text form (parse and print) and its
 canonical order key. Enumeration lives in ``equations``.
+
+A ``Term`` is immutable and computes its hash and size once, from its
+arguments' (so a term that shares subterms hashes in time linear in its
+arity, not in its leaves); its text is computed on first use and kept.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 
-@dataclass(frozen=True)
 class Term:
     """``arrow`` applied to ``args``; a leaf (a data arrow) has no args."""
 
+    __slots__ = ("arrow", "args", "size", "_hash", "_text")
+
     arrow: str
-    args: tuple["Term", ...] = ()
+    args: tuple["Term", ...]
+    size: int  # arrow occurrences in the tree (leaves included): SPEC §5.3's term size
+
+    def __init__(self, arrow: str, args: Iterable["Term"] = ()):
+        args = tuple(args)
+        set_ = object.__setattr__
+        set_(self, "arrow", arrow)
+        set_(self, "args", args)
+        set_(self, "size", 1 + sum(a.size for a in args))
+        set_(self, "_hash", hash((arrow, tuple(a._hash for a in args))))
+        set_(self, "_text", None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Term is immutable; cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"a Term is immutable; cannot delete {name!r}")
+
+    def __reduce__(self):
+        return (Term, (self.arrow, self.args))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if not isinstance(other, Term):
+            return NotImplemented
+        return (self._hash == other._hash and self.size == other.size and self.arrow == other.arrow
+                and self.args == other.args)
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __repr__(self) -> str:
+        return f"Term({str(self)!r})"
 
     def __str__(self) -> str:
-        if not self.args:
-            return self.arrow
-        return f"{self.arrow}({', '.join(str(a) for a in self.args)})"
+        text = self._text
+        if text is None:
+            text = self.arrow if not self.args else f"{self.arrow}({', '.join(str(a) for a in self.args)})"
+            object.__setattr__(self, "_text", text)
+        return text
 
     def arrows(self) -> list[str]:
         """Every arrow of the term in prefix order (with repeats)."""
-        out = [self.arrow]
-        for a in self.args:
-            out.extend(a.arrows())
+        out: list[str] = []
+        todo = [self]
+        while todo:
+            t = todo.pop()
+            out.append(t.arrow)
+            todo.extend(reversed(t.args))
         return out
 
     def leaves(self) -> list["Term"]:
-        if not self.args:
-            return [self]
-        return [leaf for a in self.args for leaf in a.leaves()]
+        """The leaves (data arrows) left to right, with repeats."""
+        return [t for t in self._prefix() if not t.args]
 
     def subterms(self) -> list["Term"]:
         """All subterms, children before parents (an evaluation order)."""
@@ -43,10 +88,41 @@ class Term:
         out.append(self)
         return out
 
+    def _prefix(self) -> list["Term"]:
+        out: list[Term] = []
+        todo = [self]
+        while todo:
+            t = todo.pop()
+            out.append(t)
+            todo.extend(reversed(t.args))
+        return out
+
 
 def term_key(term: Term, position: Callable[[str], int]) -> tuple[int, ...]:
-    """The canonical order key (SPEC §5.4): arrow positions in prefix order."""
+    """The canonical order key (SPEC §5.4): arrow positions in prefix order.
+
+    Its length is the term's size; to order terms without building keys use ``compare_terms``.
+    """
     return tuple(position(a) for a in term.arrows())
+
+
+def compare_terms(a: Term, b: Term, position: Callable[[str], int]) -> int:
+    """-1, 0 or 1 as ``term_key(a) <, ==, > term_key(b)``, without building either key.
+
+    Keys are prefix codes (every arrow has a fixed arity), so two keys first differ inside
+    the first pair of arguments that differ: compare roots, then arguments left to right.
+    """
+    while a is not b:
+        pa, pb = position(a.arrow), position(b.arrow)
+        if pa != pb:
+            return -1 if pa < pb else 1
+        for x, y in zip(a.args, b.args):
+            if x != y:
+                a, b = x, y
+                break
+        else:
+            return 0
+    return 0
 
 
 class TermSyntaxError(ValueError):
@@ -60,22 +136,34 @@ class TermSyntaxError(ValueError):
 MAX_DEPTH = 100  # arrows on a root-to-leaf path of a term written as text (SPEC §6.2)
 
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\()|(\))|(,))")
+_SPACE = re.compile(r"\s*")
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    """(kind, text, offset) of every token; one pass over the text."""
+    tokens: list[tuple[str, str, int]] = []
+    pos, end = 0, len(text)
+    match = _TOKEN.match
+    while pos < end:
+        m = match(text, pos)
+        if m is None:
+            skip = _SPACE.match(text, pos).end()
+            if skip == end:
+                break
+            raise TermSyntaxError(f"unexpected character {text[skip]!r} at offset {skip}", pos)
+        name = m.group(1)
+        if name is not None:
+            tokens.append(("name", name, pos))
+        else:
+            mark = text[m.end() - 1]
+            tokens.append((mark, mark, pos))
+        pos = m.end()
+    return tokens
 
 
 def parse_term(text: str) -> Term:
     """Parse ``name`` or ``name(term, ...)`` into a ``Term``."""
-    tokens: list[tuple[str, str, int]] = []
-    pos = 0
-    while pos < len(text):
-        if text[pos:].strip() == "":
-            break
-        m = _TOKEN.match(text, pos)
-        if not m:
-            raise TermSyntaxError(f"unexpected character {text[pos:].lstrip()[0]!r} at offset "
-                                  f"{pos + len(text[pos:]) - len(text[pos:].lstrip())}", pos)
-        kind = "name" if m.group(1) else m.group(0).strip()
-        tokens.append((kind, m.group(0).strip(), m.start()))
-        pos = m.end()
+    tokens = _tokens(text)
     i = 0
 
     def expect_name() -> str:
