@@ -21,6 +21,7 @@ from .diagram import Architecture, CategoricalObject, DataArrow, Diagram, Functi
 from .distances import check_distance, full_distance
 from .equations import equations
 from .errors import DiagramError, Problem, pointer
+from .fast_schema import surely_valid
 from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
 
@@ -127,8 +128,9 @@ def check_document(doc: Any) -> None:
                                    f"format version {version} is not supported; this reader reads 1.x")
     # a missing or non-string version is reported by the schema (missing-key, wrong-type) with everything else
     problems: dict[tuple[str, str], Problem] = {}
-    for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
-        problems.setdefault((p.code, p.pointer), p)
+    if not surely_valid(doc):  # the full passes run only when the compiled one may disagree or finds a problem
+        for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
+            problems.setdefault((p.code, p.pointer), p)
     if problems:
         raise DiagramError([_printable(p) for p in problems.values()])
 
