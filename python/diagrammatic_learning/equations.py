@@ -7,6 +7,7 @@ equation terms, distances).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import product
 from typing import Iterator
@@ -129,6 +130,9 @@ class _TooMany(Exception):
 _NO_ARROWS: frozenset[str] = frozenset()
 
 
+MAX_CYCLIC_STEPS = 10_000  # enumeration steps under non-empty forbidden sets (SPEC §5.3)
+
+
 class TermEnumerator:
     """Enumerates terms with no arrow twice on a root-to-leaf path (SPEC §5.2), bounded (§5.3).
 
@@ -137,6 +141,8 @@ class TermEnumerator:
     ``obj`` (any other forbidden arrow lies above ``obj`` on the path and is not upstream
     of it), so an acyclic diagram is enumerated once per object. Only live arrows
     (``TermGraph``) are followed, so recursion never goes deeper than the depth bound.
+    Work under non-empty forbidden sets (only inside cycles) is counted in steps, one per
+    computation and one per term found, and stops past ``MAX_CYCLIC_STEPS``.
 
     Each object's list is built in canonical order (§5.4) without comparing terms: arrows
     into the object are visited in declaration order, and for one arrow the argument lists
@@ -151,15 +157,27 @@ class TermEnumerator:
         self.size_bound = diagram.term_size_bound
         self.graph = graph if graph is not None else TermGraph(diagram)
         g = self.graph
-        self.into: dict[str, list[str]] = {o: [] for o in diagram.objects}
-        self.target_component: dict[str, int] = {}
-        for a in diagram.arrows.values():
-            if a.kind == "data" or a.name in g.live:
-                self.into[a.target].append(a.name)
-                if a.kind != "data":
-                    self.target_component[a.name] = g.component[a.target]
-        self.memo: dict[tuple[str, frozenset[str]], list[tuple[Term, TermInfo]]] = {}
+        self.steps = 0
         self._infos: dict[tuple, TermInfo] = {}
+        self.into: dict[str, list[tuple]] = {o: [] for o in g.inhabited}
+        # arrows whose target is in each cyclic component: what a forbidden set is cut down to
+        self.within: dict[int, set[str]] = {c: set() for c, cyclic in enumerate(g.cyclic) if cyclic}
+        for a in diagram.arrows.values():
+            if a.kind == "data":
+                if a.target in self.into:
+                    leaf = (Term(a.name), self._info(a.target, a.source, _apply_encoding(diagram, a.name, []), False))
+                    self.into[a.target].append((a.name, leaf))
+            elif a.name in g.live:
+                c = g.component[a.target]
+                if c in self.within:
+                    self.within[c].add(a.name)
+                checked = a.kind == "function" and (a.op in ACCEPTS or a.op == "identity")
+                fixed = None if checked else (
+                    "logits" if isinstance(diagram.objects[a.target], CategoricalObject) else None)
+                inside = tuple(g.component[s] == c for s in a.sources)
+                self.into[a.target].append((a.name, (a.sources, inside, checked, fixed,
+                                                     a.kind == "model" and a.trainable)))
+        self.memo: dict[tuple[str, frozenset[str]], list[tuple[Term, TermInfo]]] = {}
 
     def _info(self, obj: str, data_object: str, encoding: str | None, trainable: bool) -> TermInfo:
         key = (obj, data_object, encoding, trainable)
@@ -169,49 +187,60 @@ class TermEnumerator:
         return info
 
     def terms(self, obj: str, forbidden: frozenset[str] = _NO_ARROWS) -> list[tuple[Term, TermInfo]]:
-        if obj not in self.graph.inhabited:
-            return []
-        c = self.graph.component[obj]
-        if forbidden and self.graph.cyclic[c]:
-            tc = self.target_component
-            forbidden = frozenset(f for f in forbidden if tc[f] == c)
-        else:
-            forbidden = _NO_ARROWS
+        into = self.into.get(obj)
+        if into is None:
+            return []  # not inhabited: no terms
+        if forbidden:
+            within = self.within.get(self.graph.component[obj])
+            forbidden = forbidden & within if within is not None else _NO_ARROWS
         key = (obj, forbidden)
         hit = self.memo.get(key)
         if hit is not None:
             return hit
+        if forbidden:
+            self.steps += 1
         out: list[tuple[Term, TermInfo]] = []
-        for name in self.into[obj]:
+        bound, size_bound, info_of = self.bound, self.size_bound, self._info
+        for name, how in into:
             if name in forbidden:
                 continue
-            arrow = self.d.arrows[name]
-            if arrow.kind == "data":
-                out.append((Term(name), self._info(obj, arrow.source, _apply_encoding(self.d, name, []), False)))
-                if len(out) > self.bound:
-                    raise _TooMany(obj, "too-many-terms")
-                continue
-            inner = forbidden | {name}
-            choices = [self.terms(s, inner) for s in arrow.sources]
-            model_trains = arrow.kind == "model" and arrow.trainable
-            checked = arrow.kind == "function" and (arrow.op in ACCEPTS or arrow.op == "identity")
-            categorical = isinstance(self.d.objects[obj], CategoricalObject)
-            for combo in _combinations(choices):
-                infos = [i for _, i in combo]
-                if checked:
-                    try:
-                        encoding = _apply_encoding(self.d, name, infos)
-                    except TermError:
-                        continue  # an encoding the arrow does not accept: not a term
+            if isinstance(how[0], Term):  # a data arrow: its leaf
+                out.append(how)
+            else:
+                sources, inside, checked, fixed, trains = how
+                inner = forbidden | {name} if any(inside) else _NO_ARROWS
+                choices = [self.terms(s, inner if ins else _NO_ARROWS) for s, ins in zip(sources, inside)]
+                if len(choices) == 1:
+                    for x in choices[0]:
+                        sub, i = x
+                        if checked:
+                            try:
+                                encoding = _apply_encoding(self.d, name, [i])
+                            except TermError:
+                                continue  # an encoding the arrow does not accept: not a term
+                        else:
+                            encoding = fixed
+                        t = Term(name, (sub,))
+                        if t.size > size_bound:
+                            raise _TooMany(obj, "term-too-large")
+                        out.append((t, info_of(obj, i.data_object, encoding, trains or i.trainable)))
+                        if len(out) > bound:
+                            raise _TooMany(obj, "too-many-terms")
                 else:
-                    encoding = "logits" if categorical else None
-                t = Term(name, tuple(t for t, _ in combo))
-                if t.size > self.size_bound:
-                    raise _TooMany(obj, "term-too-large")
-                trainable = model_trains or any(i.trainable for i in infos)
-                out.append((t, self._info(obj, infos[0].data_object, encoding, trainable)))
-                if len(out) > self.bound:
-                    raise _TooMany(obj, "too-many-terms")
+                    for combo in _combinations(choices):
+                        t = Term(name, tuple(x[0] for x in combo))
+                        if t.size > size_bound:
+                            raise _TooMany(obj, "term-too-large")
+                        trainable = trains or any(x[1].trainable for x in combo)
+                        out.append((t, info_of(obj, combo[0][1].data_object, fixed, trainable)))
+                        if len(out) > bound:
+                            raise _TooMany(obj, "too-many-terms")
+            if len(out) > bound:
+                raise _TooMany(obj, "too-many-terms")
+        if forbidden:
+            self.steps += len(out)
+            if self.steps > MAX_CYCLIC_STEPS:
+                raise _TooMany(obj, "cycles")
         self.memo[key] = out
         return out
 
@@ -270,14 +299,21 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
         try:
             out[name] = enum.terms(name)
         except _TooMany as e:
+            if e.code == "cycles":  # the step budget is spent: the object under way is reported, nothing more
+                over.setdefault(name, "cycles")
+                break
             over.setdefault(e.obj, e.code)
     if over:
         def message(o: str) -> str:
             if over[o] == "term-too-large":
                 return (f"object {o!r} has a term of more than {diagram.term_size_bound} arrows; raise "
                         f"max_term_size or write explicit equations")
+            if over[o] == "cycles":
+                return (f"enumerating the terms of object {o!r} takes more than {MAX_CYCLIC_STEPS} steps "
+                        f"inside cycles (SPEC §5.3)")
             return f"object {o!r} has more than {diagram.term_bound} terms; raise max_terms or write explicit equations"
-        raise _objects_problem(diagram, over, list(over), message)
+        codes = {o: "too-many-terms" if c == "cycles" else c for o, c in over.items()}
+        raise _objects_problem(diagram, codes, list(over), message)
     return out
 
 
@@ -303,18 +339,18 @@ def _pair_count(group: list[tuple[Term, TermInfo]]) -> int:
 
 def _automatic(diagram: Diagram, groups: dict[str, list[list[tuple[Term, TermInfo]]]]
                ) -> Iterator[tuple[Equation, TermInfo]]:
+    """SPEC §6.1's equations in order; pairs of constant terms are never visited (work: output + terms)."""
     for obj, per_data in groups.items():
         distance = object_distance(diagram, obj)
         for group in per_data:
-            for a in range(len(group)):
-                ta, ia = group[a]
-                for b in range(a + 1, len(group)):
-                    tb, ib = group[b]
-                    if not ia.trainable and not ib.trainable:
-                        continue
-                    if ia.trainable:
+            trainable_at = [k for k, (_, i) in enumerate(group) if i.trainable]
+            for a, (ta, ia) in enumerate(group):
+                if ia.trainable:
+                    for tb, _ in group[a + 1:]:
                         yield Equation(None, obj, ia.data_object, ta, tb, distance, 1.0), ia
-                    else:
+                else:
+                    for b in trainable_at[bisect_right(trainable_at, a):]:
+                        tb, ib = group[b]
                         yield Equation(None, obj, ia.data_object, tb, ta, distance, 1.0), ib
 
 
@@ -407,40 +443,40 @@ def _equations(diagram: Diagram) -> list[Equation]:
     object_index = {n: i for i, n in enumerate(diagram.objects)}
     data_index = {n: i for i, n in enumerate(diagram.data_objects())}
     groups = {obj: _by_data_object(ts, data_index) for obj, ts in terms.items()} if diagram.automatic else {}
-    enumerated = {t for ts in terms.values() for t, _ in ts} if diagram.automatic else set()
+    enumerated = {t for ts in terms.values() for t, _ in ts} if diagram.automatic and explicit else set()
     _check_equation_count(diagram, groups, explicit, enumerated, object_index)
 
+    # Places are kept as pointer parts and written out only for a problem.
     by_pair = {frozenset([e.lhs, e.rhs]): (k, e, li) for k, e, li, _ in explicit}
     used: set[int] = set()
-    result: list[tuple[str, Equation, TermInfo]] = []
-    automatic_at: dict[tuple[Term, Term], int] = {}  # (lhs, rhs) of automatic equations kept -> place in result
-    for eq, lhs_info in _automatic(diagram, groups):
-        hit = by_pair.get(frozenset([eq.lhs, eq.rhs])) if by_pair else None
-        if hit is not None and hit[1].object == eq.object:
-            used.add(hit[0])
-            result.append((pointer("equations", "explicit", hit[0]), hit[1], hit[2]))
-        else:
-            automatic_at[(eq.lhs, eq.rhs)] = len(result)
-            result.append((pointer("objects", object_index[eq.object]), eq, lhs_info))
-    result += [(pointer("equations", "explicit", k), e, li) for k, e, li, _ in explicit if k not in used]
-
+    result: list[tuple[tuple, Equation, TermInfo]] = []
     # Automatic names are distinct (distinct pairs of terms have distinct texts), so only explicit
     # equations and the automatic ones an explicit name spells out can take part in a duplicate.
+    spelled = {pair for pair in (_explicit_name_pair(e.name) for _, e, _, _ in explicit) if pair is not None}
     clash: set[int] = set()
-    for k, e, _, _ in explicit:
-        pair = _explicit_name_pair(e.name)
-        if pair is not None and pair in automatic_at:
-            clash.add(automatic_at[pair])
-    named = {pointer("equations", "explicit", k) for k, e in enumerate(diagram.explicit) if e.name is not None}
-    names: dict[str, str] = {}
+    for eq, lhs_info in _automatic(diagram, groups):
+        if by_pair:
+            hit = by_pair.get(frozenset([eq.lhs, eq.rhs]))
+            if hit is not None and hit[1].object == eq.object:
+                used.add(hit[0])
+                result.append((("equations", "explicit", hit[0]), hit[1], hit[2]))
+                continue
+        if spelled and (eq.lhs, eq.rhs) in spelled:
+            clash.add(len(result))
+        result.append((("objects", object_index[eq.object]), eq, lhs_info))
+    result += [(("equations", "explicit", k), e, li) for k, e, li, _ in explicit if k not in used]
+
+    named = {("equations", "explicit", k) for k, e in enumerate(diagram.explicit) if e.name is not None}
+    categorical = {n for n, o in diagram.objects.items() if isinstance(o, CategoricalObject)}
+    names: dict[str, tuple] = {}
     for n, (where, eq, lhs_info) in enumerate(result):
         if eq.explicit or n in clash:
             if eq.name in names:
-                problems.append(Problem("duplicate-name", where + ("/name" if where in named else ""),
+                problems.append(Problem("duplicate-name", pointer(*where, *(("name",) if where in named else ())),
                                         f"two equations are named {eq.name!r}"))
             names[eq.name] = where
-        if lhs_info.encoding != "logits" and isinstance(diagram.objects[eq.object], CategoricalObject):
-            problems.append(Problem("distance-input-mismatch", where,
+        if lhs_info.encoding != "logits" and eq.object in categorical:
+            problems.append(Problem("distance-input-mismatch", pointer(*where),
                                     f"{eq.distance.name} needs logits on the left, but {eq.lhs} has "
                                     f"encoding {lhs_info.encoding}"))
     if problems:

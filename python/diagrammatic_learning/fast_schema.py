@@ -14,8 +14,8 @@ every bound of the schema as ``3.0`` does, except where ``3.0`` equals an
 exclusive bound (then the full pass runs). Never answered True here: integers
 beyond 2^53 − 1 and non-finite numbers (compared as floats on the Rust side),
 nesting deeper than any valid diagram has (bounded recursion on the Rust side),
-and anything the Rust side cannot convert (non-string keys, lone surrogates,
-mappings that are not dicts).
+non-finite numbers and lone surrogates (the full pass reports them), and anything
+the Rust side cannot convert (non-string keys, mappings that are not dicts).
 """
 
 from __future__ import annotations
@@ -59,38 +59,42 @@ class _Unplain(Exception):
 
 def _check(doc: Any, exclusive: frozenset[float]) -> bool:
     """Raise ``_Unplain`` (see the module text); else whether ``doc`` holds a whole number written as a float."""
+    if type(doc) is not dict:
+        raise _Unplain
     whole = False
     stack: list[tuple[Any, int]] = [(doc, 0)]
-    pop, push = stack.pop, stack.append
     while stack:
-        value, depth = pop()
-        kind = type(value)
-        if kind is str or kind is bool or value is None:
-            continue
-        if kind is int:
-            if -_SAFE_INT <= value <= _SAFE_INT:
-                continue
-            raise _Unplain
-        if kind is float:
-            if not math.isfinite(value) or abs(value) >= _SAFE_INT:
-                raise _Unplain
-            if value.is_integer():
-                if value in exclusive:
-                    raise _Unplain
-                whole = True
-            continue
+        container, depth = stack.pop()
         if depth >= MAX_NESTING:
             raise _Unplain
-        if kind is dict:
-            for k, v in value.items():
+        if type(container) is dict:
+            for k in container:
                 if type(k) is not str:
                     raise _Unplain
-                push((v, depth + 1))
-        elif kind is list:
-            for v in value:
-                push((v, depth + 1))
+                if not k.isascii():
+                    k.encode("utf-8")  # a lone surrogate raises: not plain
+            values = container.values()
         else:
-            raise _Unplain
+            values = container
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                if not value.isascii():
+                    value.encode("utf-8")
+            elif kind is int:
+                if not -_SAFE_INT <= value <= _SAFE_INT:
+                    raise _Unplain
+            elif kind is dict or kind is list:
+                stack.append((value, depth + 1))
+            elif kind is float:
+                if not math.isfinite(value) or abs(value) >= _SAFE_INT:
+                    raise _Unplain
+                if value.is_integer():
+                    if value in exclusive:
+                        raise _Unplain
+                    whole = True
+            elif kind is not bool and value is not None:
+                raise _Unplain
     return whole
 
 

@@ -24,12 +24,20 @@ class Term:
     size: int  # arrow occurrences in the tree (leaves included): SPEC §5.3's term size
 
     def __init__(self, arrow: str, args: Iterable["Term"] = ()):
-        args = tuple(args)
+        args = args if type(args) is tuple else tuple(args)
         set_ = object.__setattr__
         set_(self, "arrow", arrow)
         set_(self, "args", args)
-        set_(self, "size", 1 + sum(a.size for a in args))
-        set_(self, "_hash", hash((arrow, tuple(a._hash for a in args))))
+        if not args:
+            set_(self, "size", 1)
+            set_(self, "_hash", hash((arrow,)))
+        elif len(args) == 1:
+            a = args[0]
+            set_(self, "size", 1 + a.size)
+            set_(self, "_hash", hash((arrow, a._hash)))
+        else:
+            set_(self, "size", 1 + sum([a.size for a in args]))
+            set_(self, "_hash", hash((arrow, *[a._hash for a in args])))
         set_(self, "_text", None)
 
     def __setattr__(self, name: str, value: Any) -> None:
