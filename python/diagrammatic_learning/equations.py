@@ -186,6 +186,11 @@ class TermEnumerator:
             info = self._infos[key] = TermInfo(obj, data_object, encoding, trainable)
         return info
 
+    def _step(self, obj: str) -> None:
+        self.steps += 1
+        if self.steps > MAX_CYCLIC_STEPS:
+            raise _TooMany(obj, "cycles")
+
     def terms(self, obj: str, forbidden: frozenset[str] = _NO_ARROWS) -> list[tuple[Term, TermInfo]]:
         into = self.into.get(obj)
         if into is None:
@@ -197,8 +202,9 @@ class TermEnumerator:
         hit = self.memo.get(key)
         if hit is not None:
             return hit
-        if forbidden:
-            self.steps += 1
+        counting = bool(forbidden)  # work inside a cycle: steps are counted (SPEC §5.3)
+        if counting:
+            self._step(obj)
         out: list[tuple[Term, TermInfo]] = []
         bound, size_bound, info_of = self.bound, self.size_bound, self._info
         for name, how in into:
@@ -206,6 +212,8 @@ class TermEnumerator:
                 continue
             if isinstance(how[0], Term):  # a data arrow: its leaf
                 out.append(how)
+                if counting:
+                    self._step(obj)
             else:
                 sources, inside, checked, fixed, trains = how
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
@@ -221,26 +229,26 @@ class TermEnumerator:
                         else:
                             encoding = fixed
                         t = Term(name, (sub,))
+                        out.append((t, info_of(obj, i.data_object, encoding, trains or i.trainable)))
+                        if counting:
+                            self._step(obj)
                         if t.size > size_bound:
                             raise _TooMany(obj, "term-too-large")
-                        out.append((t, info_of(obj, i.data_object, encoding, trains or i.trainable)))
                         if len(out) > bound:
                             raise _TooMany(obj, "too-many-terms")
                 else:
                     for combo in _combinations(choices):
                         t = Term(name, tuple(x[0] for x in combo))
-                        if t.size > size_bound:
-                            raise _TooMany(obj, "term-too-large")
                         trainable = trains or any(x[1].trainable for x in combo)
                         out.append((t, info_of(obj, combo[0][1].data_object, fixed, trainable)))
+                        if counting:
+                            self._step(obj)
+                        if t.size > size_bound:
+                            raise _TooMany(obj, "term-too-large")
                         if len(out) > bound:
                             raise _TooMany(obj, "too-many-terms")
             if len(out) > bound:
                 raise _TooMany(obj, "too-many-terms")
-        if forbidden:
-            self.steps += len(out)
-            if self.steps > MAX_CYCLIC_STEPS:
-                raise _TooMany(obj, "cycles")
         self.memo[key] = out
         return out
 

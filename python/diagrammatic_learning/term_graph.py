@@ -61,8 +61,9 @@ class TermGraph:
     def _components(self) -> None:
         """Tarjan's algorithm, iterative, over inhabited objects and live arrows (source → target)."""
         succ: dict[str, list[str]] = {}
-        for name in self.live:
-            a = self.d.arrows[name]
+        for a in self.d.arrows.values():  # declaration order: the same components in every run
+            if a.name not in self.live:
+                continue
             for s in a.sources:
                 succ.setdefault(s, []).append(a.target)
         index: dict[str, int] = {}
@@ -114,8 +115,9 @@ class TermGraph:
         comp = self.component
         weight = [0] * len(self.members)
         entry: list[list[tuple[int, int]]] = [[] for _ in self.members]  # (source component, 0 or 1)
-        for name in self.live:
-            a = self.d.arrows[name]
+        for a in self.d.arrows.values():
+            if a.name not in self.live:
+                continue
             c = comp[a.target]
             internal = any(comp[s] == c for s in a.sources)
             if internal:

@@ -57,8 +57,22 @@ class Term:
             return True
         if not isinstance(other, Term):
             return NotImplemented
-        return (self._hash == other._hash and self.size == other.size and self.arrow == other.arrow
-                and self.args == other.args)
+        if self._hash != other._hash or self.size != other.size:
+            return False
+        # Iterative, each pair of subterms compared once: shared subterms cost once, not per occurrence.
+        seen: set[tuple[int, int]] = set()
+        todo = [(self, other)]
+        while todo:
+            x, y = todo.pop()
+            if x is y:
+                continue
+            if x._hash != y._hash or x.size != y.size or x.arrow != y.arrow or len(x.args) != len(y.args):
+                return False
+            key = (id(x), id(y))
+            if key not in seen:
+                seen.add(key)
+                todo.extend(zip(x.args, y.args))
+        return True
 
     def __ne__(self, other: object) -> bool:
         eq = self.__eq__(other)
