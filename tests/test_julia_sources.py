@@ -116,6 +116,7 @@ BASE = {
     "ispath", "argmax", "vec",
     # reading files and numbers safely (issue 9)
     "big", "chop", "endswith", "filesize", "floatmax", "ltoh", "pop!", "reinterpret",
+    "get!", "delete!", "fill", "searchsortedfirst", "objectid",
 }
 # Local variables holding functions (arguments, closures), called by name.
 LOCALS = {"f", "m", "T", "pool", "model", "branch", "back", "offset", "expect_name", "term", "want_tensor", "src_tensor",

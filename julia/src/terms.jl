@@ -6,17 +6,61 @@
     Term(arrow)
 
 `arrow` applied to the terms `args`; a leaf (a data arrow) has no arguments. `string(t)` is the
-canonical text, e.g. `"decoder(img, prefix)"`.
+canonical text, e.g. `"decoder(img, prefix)"`. A term keeps its size (arrow occurrences, leaves
+included: SPEC §5.3) and its hash, computed once from its arguments', so a term that shares
+subterms hashes and compares in time linear in its distinct subterms, not in its leaves.
 """
 struct Term
     arrow::String
     args::Vector{Term}
+    arrow_count::Int   # the term's size; saturates at typemax(Int) (only bounds compare with it)
+    hashed::UInt
+
+    function Term(arrow::AbstractString, args::Vector{Term})
+        name = String(arrow)
+        h = hash(name, TERM_SEED)
+        n = 1
+        for a in args
+            h = hash(a.hashed, h)
+            n = a.arrow_count > typemax(Int) - n ? typemax(Int) : n + a.arrow_count
+        end
+        return new(name, args, n, h)
+    end
 end
 
-Term(arrow::AbstractString) = Term(String(arrow), Term[])
+const TERM_SEED = 0x5a1f7e3c9b2d4e61 % UInt
 
-Base.:(==)(a::Term, b::Term) = a.arrow == b.arrow && a.args == b.args
-Base.hash(t::Term, h::UInt) = hash(t.args, hash(t.arrow, hash(:Term, h)))
+Term(arrow::AbstractString) = Term(arrow, Term[])
+
+"""
+    term_size(t::Term) -> Int
+
+The number of arrow occurrences in `t`, leaves included (SPEC §5.3).
+"""
+term_size(t::Term) = t.arrow_count
+
+# Structural equality, each pair of subterms compared once (shared subterms cost once).
+function Base.:(==)(a::Term, b::Term)
+    a === b && return true
+    (a.hashed == b.hashed && a.arrow_count == b.arrow_count) || return false
+    seen = Set{Tuple{UInt,UInt}}()
+    todo = Tuple{Term,Term}[(a, b)]
+    while !isempty(todo)
+        x, y = pop!(todo)
+        x === y && continue
+        (x.hashed == y.hashed && x.arrow_count == y.arrow_count && x.arrow == y.arrow &&
+         length(x.args) == length(y.args)) || return false
+        key = (objectid(x), objectid(y))
+        key in seen && continue
+        push!(seen, key)
+        for pair in zip(x.args, y.args)
+            push!(todo, pair)
+        end
+    end
+    return true
+end
+
+Base.hash(t::Term, h::UInt) = hash(t.hashed, h)
 
 function Base.print(io::IO, t::Term)
     print(io, t.arrow)
@@ -113,8 +157,9 @@ end
 """
     MAX_TERM_DEPTH
 
-The most arrows on a root-to-leaf path of a term written as text (SPEC §6.2), and of an
-enumerated term (SPEC §5.3 lets a reader report deeper ones as `too-many-terms`).
+The most arrows on a root-to-leaf path of a term written as text (SPEC §6.2), and the most
+non-data arrows on such a path of an enumerated term: objects whose depth bound passes it are
+`too-many-terms` (SPEC §5.3, checked by [`too_deep_objects`](@ref) before enumerating).
 """
 const MAX_TERM_DEPTH = 100
 

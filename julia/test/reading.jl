@@ -139,3 +139,41 @@ end
     @test DL.function_defaults("normalize") == Dict{String,Any}("eps" => 1e-12)
     @test isempty(DL.function_defaults("scale"))
 end
+
+# The hostile shapes of the Python suite's test_term_bounds.py: each ends in a DiagramError (or its
+# few terms) after bounded work, with the codes and pointers Python gives (SPEC §5.3, §6.4).
+bound_tensor(name) = "{\"name\": \"$name\", \"kind\": \"tensor\", \"shape\": [2], \"dtype\": \"float64\"}"
+bound_data(name, source, target) =
+    "{\"name\": \"$name\", \"kind\": \"data\", \"source\": \"$source\", \"target\": \"$target\", \"column\": \"$name\"}"
+bound_function(name, op, sources, target) =
+    "{\"name\": \"$name\", \"kind\": \"function\", \"op\": \"$op\", \"source\": [" *
+    join(["\"$s\"" for s in sources], ", ") * "], \"target\": \"$target\"" * (op == "scale" ? ", \"factor\": 0.5}" : "}")
+bound_diagram(objects, arrows) =
+    "{\"format\": \"learning-diagram\", \"format_version\": \"1.0\", \"objects\": [" * join(objects, ", ") *
+    "], \"arrows\": [" * join(arrows, ", ") * "]}"
+
+@testset "bounded enumeration of hostile shapes" begin
+    data_object = "{\"name\": \"D\", \"kind\": \"data\"}"
+    # X_i = a_i(X_{i-1}, X_{i-1}): 2^(i+1) - 1 arrows; X9 (1023) is the first past max_term_size 1000
+    objects = [data_object; [bound_tensor("X$i") for i in 0:40]]
+    arrows = [bound_data("x", "D", "X0"); [bound_function("a$i", "add", ["X$i", "X$i"], "X$(i + 1)") for i in 0:39]]
+    @test rejection(() -> parse_diagram(bound_diagram(objects, arrows))) == [("term-too-large", "/objects/10")]
+    # a chain of scale arrows: X101 is the first object whose terms nest more than 100 deep
+    objects = [data_object; [bound_tensor("X$i") for i in 0:600]]
+    arrows = [bound_data("x", "D", "X0"); [bound_function("s$i", "scale", ["X$i"], "X$(i + 1)") for i in 0:599]]
+    @test rejection(() -> parse_diagram(bound_diagram(objects, arrows))) == [("too-many-terms", "/objects/102")]
+    # add over 40 copies of X, which two data objects reach: 2^40 combinations, two terms
+    objects = ["{\"name\": \"D1\", \"kind\": \"data\"}", "{\"name\": \"D2\", \"kind\": \"data\"}",
+               bound_tensor("X"), bound_tensor("Y")]
+    arrows = [bound_data("x1", "D1", "X"), bound_data("x2", "D2", "X"), bound_function("p", "add", fill("X", 40), "Y")]
+    terms = Dict(enumerate_terms(parse_diagram(bound_diagram(objects, arrows))))
+    @test [string(t) for (t, _) in terms["Y"]] == ["p(" * join(fill("x1", 40), ", ") * ")", "p(" * join(fill("x2", 40), ", ") * ")"]
+    # a term sharing its halves 200 times: hashed and compared without walking 2^200 leaves
+    t, u = Term("x"), Term("x")
+    for i in 1:200
+        t, u = Term("a", [t, t]), Term("a", [u, u])
+    end
+    @test t == u
+    @test hash(t) == hash(u)
+    @test DL.term_size(t) == typemax(Int)
+end
