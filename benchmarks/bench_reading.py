@@ -192,6 +192,7 @@ CASES: dict[str, tuple[str, Callable[[], dict]]] = {
 WORKER = r"""
 import json, sys, time, tracemalloc, resource
 path = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # a runaway case stops at 4 GiB, not the machine
 from diagrammatic_learning.errors import DiagramError
 from importlib import import_module
 io, validate, eqmod = (import_module(f"diagrammatic_learning.{m}") for m in ("io", "validate", "equations"))
@@ -215,6 +216,14 @@ def checks(doc):
         raise DiagramError(c.problems)
     return d
 
+if sys.argv[2] == "peak":  # the whole load under tracemalloc: the peak of Python allocations
+    tracemalloc.start()
+    try:
+        io.load(path)
+    except (DiagramError, RecursionError, MemoryError):
+        pass
+    print(json.dumps({"peak": tracemalloc.get_traced_memory()[1] / 2 ** 20}))
+    sys.exit(0)
 try:
     doc = phase("read", lambda: io.read_document(path))
     phase("schema", lambda: validate.check_document(doc))
@@ -225,28 +234,31 @@ except DiagramError as e:
     result = f"{e.problems[0].code} x{len(e.problems)}" if e.problems else "error"
 except RecursionError:
     result = "RecursionError"
+except MemoryError:
+    result = "MemoryError (4 GiB)"
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-doc = d = None
-tracemalloc.start()
-try:
-    io.load(path)
-except (DiagramError, RecursionError):
-    pass
-peak = tracemalloc.get_traced_memory()[1] / 2 ** 20
-print(json.dumps({"times": t, "result": result, "peak": peak, "rss": rss}))
+print(json.dumps({"times": t, "result": result, "rss": rss}))
 """
 
 
 def run_case(path: Path, pythonpath: str, timeout: float) -> dict | None:
+    """Phase times in one fresh process, then the peak of the whole load in another (None: timed out)."""
     env = {**os.environ, "PYTHONPATH": pythonpath}
-    try:
-        out = subprocess.run([sys.executable, "-c", WORKER, str(path)], env=env, capture_output=True, text=True,
-                             timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return None
-    if out.returncode != 0:
-        return {"times": {}, "result": "crash: " + out.stderr.strip().splitlines()[-1][:60], "peak": 0, "rss": 0}
-    return json.loads(out.stdout)
+    out: dict[str, Any] = {}
+    for what in ("time", "peak"):
+        try:
+            run = subprocess.run([sys.executable, "-c", WORKER, str(path), what], env=env, capture_output=True,
+                                 text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            if what == "time":
+                return None
+            out["peak"] = None
+            continue
+        if run.returncode != 0:
+            lines = run.stderr.strip().splitlines() or ["?"]
+            return {"times": {}, "result": "crash: " + lines[-1][:60], "peak": None, "rss": 0}
+        out.update(json.loads(run.stdout))
+    return out
 
 
 def main() -> None:
@@ -277,10 +289,13 @@ def main() -> None:
             else:
                 total = sum(r["times"].values())
                 cells = " ".join(f"{r['times'][p]:>9.3f}" if p in r["times"] else f"{'-':>9}" for p in phases)
-                line = (f"{name:<30} {kb:>7.0f}  {r['result'][:26]:<26} {cells} {total:>8.3f} {r['peak']:>8.1f}"
-                        f" {r['rss']:>7.0f}")
-            if args.before:
-                b = run_case(path, args.before, args.timeout)
+                peak = f"{r['peak']:>8.1f}" if r.get("peak") is not None else f"{'>' + format(args.timeout, 'g'):>8}"
+                line = f"{name:<30} {kb:>7.0f}  {r['result'][:26]:<26} {cells} {total:>8.3f} {peak} {r['rss']:>7.0f}"
+            if args.before:  # without the bounds an older reader does not know (it has none)
+                old = Path(tmp) / "before.json"
+                old.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                           if k not in ("max_term_size", "max_equations")}))
+                b = run_case(old, args.before, args.timeout)
                 if b is None:
                     line += f"  {'>' + format(args.timeout, 'g'):>8}  {'':>5}  timeout"
                 else:

@@ -277,3 +277,20 @@ def test_equations_are_built_once_and_again_after_a_change():
     with pytest.raises(DiagramError) as info:
         equations(d)
     assert (info.value.code, info.value.pointer) == ("too-many-equations", "/objects/2")
+
+
+def test_compiling_builds_the_equations_once(monkeypatch):
+    torch_backend = pytest.importorskip("diagrammatic_learning.torch_backend")
+    import sys
+
+    module = sys.modules["diagrammatic_learning.equations"]  # the package's `equations` is the function
+
+    calls = []
+    real = module._equations
+    monkeypatch.setattr(module, "_equations", lambda d: calls.append(1) or real(d))
+    d = Diagram()
+    d.data("D"); d.tensor("X", [2]); d.tensor("Y", [2])
+    d.data_arrow("x", "D", "X", "x"); d.data_arrow("y", "D", "Y", "y")
+    d.model("f", "X", "Y", mlp(2, 2))
+    m = torch_backend.compile(d)
+    assert [e.name for e in m.equations] == ["f(x) = y"] and len(calls) == 1  # validation's, reused

@@ -450,7 +450,8 @@ def _equations(diagram: Diagram) -> list[Equation]:
 
     object_index = {n: i for i, n in enumerate(diagram.objects)}
     data_index = {n: i for i, n in enumerate(diagram.data_objects())}
-    groups = {obj: _by_data_object(ts, data_index) for obj, ts in terms.items()} if diagram.automatic else {}
+    groups = {obj: _by_data_object(ts, data_index) for obj, ts in terms.items() if len(ts) > 1} \
+        if diagram.automatic else {}
     enumerated = {t for ts in terms.values() for t, _ in ts} if diagram.automatic and explicit else set()
     _check_equation_count(diagram, groups, explicit, enumerated, object_index)
 
