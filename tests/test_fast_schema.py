@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diagrammatic_learning import fast_schema
-from diagrammatic_learning.validate import _non_finite_numbers, _schema_problems
+from diagrammatic_learning.validate import _bad_scalars, _schema_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = runpy.run_path(str(ROOT / "conformance" / "make_invalid_diagrams.py"))["BASE"]
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(not fast_schema.available(), reason="jsonschema-
 
 
 def full_pass(doc) -> list:
-    return _schema_problems(doc) + _non_finite_numbers(doc)
+    return _schema_problems(doc) + _bad_scalars(doc)
 
 
 def test_valid_files_take_the_fast_path():
