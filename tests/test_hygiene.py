@@ -73,10 +73,7 @@ def test_any_schema_value_is_ignored_or_a_wrong_type(value):
     else:
         with pytest.raises(DiagramError) as e:
             load({**doc, "$schema": value})
-        got = [(p.code, p.pointer) for p in e.value.problems]
-        # integers beyond ±(2^53 − 1) inside the value are also bad-value at their place (SPEC §1)
-        assert got[0] == ("wrong-type", "/$schema")
-        assert all(code == "bad-value" and (where + "/").startswith("/$schema/") for code, where in got[1:])
+        assert [(p.code, p.pointer) for p in e.value.problems] == [("wrong-type", "/$schema")]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
