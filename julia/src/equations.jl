@@ -51,7 +51,7 @@ function applied_encoding(d::Diagram, arrow::Arrow, args::Vector{TermInfo})
         if need !== nothing && args[1].encoding !== nothing && args[1].encoding != need
             throw(TermError("term-type-mismatch", "$(arrow.op) applies to $need terms, not $(args[1].encoding)"))
         end
-        arrow.op == "identity" && return args[1].encoding
+        arrow.op in ("identity", "stop_gradient") && return args[1].encoding
     end
     object_named(d, arrow.target) isa CategoricalObject || return nothing
     arrow isa DataArrow && return something(arrow.encoding, "index")
@@ -85,7 +85,9 @@ function term_info(d::Diagram, t::Term)
     length(data) > 1 &&
         throw(TermError("term-mixed-data", "the arguments of $(repr(t.arrow)) come from different data objects $(sort(data))"))
     encoding = applied_encoding(d, arrow, infos)
-    trainable = any(i.trainable for i in infos) || (arrow isa ModelArrow && arrow.trainable)
+    # no gradient leaves a stop_gradient: its terms are constant whatever they contain (SPEC §5.1)
+    trainable = (any(i.trainable for i in infos) || (arrow isa ModelArrow && arrow.trainable)) &&
+                !(arrow isa FunctionArrow && arrow.op == "stop_gradient")
     return TermInfo(arrow.target, infos[1].data_object, encoding, trainable)
 end
 

@@ -65,7 +65,7 @@ def _apply_encoding(diagram: Diagram, arrow_name: str, args: list[TermInfo]) -> 
         need = ACCEPTS.get(arrow.op)
         if need and args[0].encoding is not None and args[0].encoding != need:
             raise TermError("term-type-mismatch", f"{arrow.op} applies to {need} terms, not {args[0].encoding}")
-        if arrow.op == "identity":
+        if arrow.op in ("identity", "stop_gradient"):
             return args[0].encoding
     if not isinstance(target, CategoricalObject):
         return None
@@ -105,7 +105,9 @@ def applied_info(diagram: Diagram, arrow_name: str, infos: list[TermInfo]) -> Te
         raise TermError("term-mixed-data", f"the arguments of {arrow_name!r} come from different data objects "
                                            f"{sorted(data_objects)}")
     encoding = _apply_encoding(diagram, arrow_name, infos)
-    trainable = any(i.trainable for i in infos) or (arrow.kind == "model" and arrow.trainable)
+    # no gradient leaves a stop_gradient: its terms are constant whatever they contain (SPEC §5.1)
+    trainable = (any(i.trainable for i in infos) or (arrow.kind == "model" and arrow.trainable)) and not (
+        arrow.kind == "function" and arrow.op == "stop_gradient")
     return TermInfo(arrow.target, infos[0].data_object, encoding, trainable)
 
 

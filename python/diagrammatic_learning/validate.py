@@ -23,6 +23,7 @@ from .equations import equations
 from .errors import DiagramError, Problem, pointer
 from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
+from .versions import OP_SINCE, op_allowed
 
 
 # SPEC §1: arrays and objects nest at most this deep (the top-level object is depth 1).
@@ -272,6 +273,11 @@ class _Checker:
 
     def function(self, a: FunctionArrow) -> None:
         op, n = a.op, len(a.sources)
+        if not op_allowed(op, self.d.format_version):
+            self.add("bad-value", self.arrow_ptr(a.name, "op"),
+                     f"the op {op} needs format_version {OP_SINCE[op]} or later; this document is "
+                     f"{self.d.format_version}")
+            return
         srcs = [self.d.objects[s] for s in a.sources]
         tgt = self.d.objects[a.target]
         multi = op in ("add", "concat")
@@ -306,13 +312,13 @@ class _Checker:
             return s
 
         s = srcs[0]
-        if op == "identity":
+        if op in ("identity", "stop_gradient"):
             same = s.kind == tgt.kind and (
                 (isinstance(s, TensorObject) and s.shape == tgt.shape and s.is_float == tgt.is_float)
                 or (isinstance(s, CategoricalObject) and (s.classes, s.shape) == (tgt.classes, tgt.shape)))
             if not same:
                 self.add("shape-mismatch", self.arrow_ptr(a.name, "target"),
-                         f"identity needs source and target of the same kind and shape: {s.name!r} → {tgt.name!r}")
+                         f"{op} needs source and target of the same kind and shape: {s.name!r} → {tgt.name!r}")
         elif op in ("softmax", "log_softmax"):
             if isinstance(s, CategoricalObject):
                 want_tensor(s.shape + (s.classes,), True)
