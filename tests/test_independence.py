@@ -23,7 +23,8 @@ PLUMBING = {"diagrammatic_learning", "diagrammatic_learning.diagram", "diagramma
             "diagrammatic_learning.equations", "diagrammatic_learning.errors", "diagrammatic_learning.files",
             "diagrammatic_learning.io",
             "diagrammatic_learning.layers", "diagrammatic_learning.resources", "diagrammatic_learning.tensorfiles",
-            "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.vocabulary"}
+            "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.versions",
+            "diagrammatic_learning.vocabulary"}
 
 
 def loaded_modules(code: str) -> tuple[list[str], str]:

@@ -31,7 +31,9 @@ def loss_gradients(model: CompiledDiagram, batch: Mapping[str, Any]) -> tuple[Ev
 
     The gradient is taken with ``torch.autograd.grad`` (nothing accumulates in
     ``.grad``); parameters of frozen arrows are left out, and so are external
-    arrows' (they are not in weights files, SPEC §8).
+    arrows' (they are not in weights files, SPEC §8). A parameter of a trainable
+    arrow that does not require gradients here (``freeze`` was called on it)
+    gets zeros, like one that no equation reaches.
     """
     params = trainable_parameters(model)
     with torch.enable_grad():
