@@ -245,3 +245,46 @@ def test_a_gradient_bug_with_right_losses_fails_a_case(mutation, monkeypatch):
     assert failing, f"no case notices: {mutation}"
     for r in failing:   # the losses were right: only the gradients gave it away
         assert r.error is not None and r.error <= 1e-12 and "gradient of" in r.detail, r
+
+
+# ----------------------------------------------------------------------------- the Julia backend's Python half
+
+
+def test_julia_backend_asks_julia_for_gradients_where_the_case_has_them():
+    from diagrammatic_learning.conformance import JuliaBackend
+
+    calls = []
+
+    class Flux:
+        def evaluate(self, diagram, weights, batch, dtype):
+            calls.append("evaluate")
+            return {"equations": {"e": 1.0}, "total": 1.0}
+
+        def gradients(self, diagram, weights, batch, dtype):
+            calls.append("gradients")
+            return {"equations": {"e": 1.0}, "total": 1.0}, {"f.layers.0.weight": np.zeros((2, 2))}
+
+    backend = JuliaBackend()
+    backend._flux = Flux()
+    with_gradients, without = BY_NAME["layer-linear"], BY_NAME["layer-flatten"]
+    out = backend.evaluate(with_gradients.diagram, with_gradients.weights, with_gradients.batch, "float64")
+    assert calls == ["gradients"] and set(out.gradients) == {"f.layers.0.weight"}
+    out = backend.evaluate(without.diagram, without.weights, without.batch, "float64")
+    assert calls == ["gradients", "evaluate"] and out.gradients is None
+
+
+def test_flux_backend_reads_the_gradients_julia_wrote():
+    from safetensors.numpy import save_file
+
+    from diagrammatic_learning.julia.backend import FluxBackend
+
+    class Julia:
+        def bridge_gradient_files(self, diagram, weights, batch, dtype, path):
+            save_file({"f.layers.0.weight": np.arange(6.0).reshape(2, 3)}, path)
+            return json.dumps({"ok": True, "result": {"equations": [["f(x) = y", 0.5]], "total": 0.5}})
+
+    backend = object.__new__(FluxBackend)
+    backend._julia = Julia()
+    evaluation, grads = backend.gradients("d.json", "w.safetensors", "b.safetensors", "float32")
+    assert evaluation == {"equations": {"f(x) = y": 0.5}, "total": 0.5}
+    assert grads["f.layers.0.weight"].shape == (2, 3) and grads["f.layers.0.weight"][1, 2] == 5.0
