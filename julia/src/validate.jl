@@ -100,6 +100,10 @@ function check_document(doc)
     for p in [schema_problems(doc); non_finite_problems(doc)]  # one problem per code and place (Inf > maximum)
         (p.code, p.pointer) in seen || (push!(seen, (p.code, p.pointer)); push!(problems, p))
     end
+    # a value of the wrong type is not also a bad value, nor is anything in it ("\$schema": [2^53] is wrong-type)
+    wrong_type = [p.pointer for p in problems if p.code == "wrong-type"]
+    inside_wrong_type(q) = any(w -> q == w || startswith(q, w * "/"), wrong_type)
+    problems = Problem[p for p in problems if !(p.code == "bad-value" && inside_wrong_type(p.pointer))]
     isempty(problems) || throw(DiagramError(problems))
     return nothing
 end

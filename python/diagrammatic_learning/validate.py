@@ -130,6 +130,10 @@ def check_document(doc: Any) -> None:
     problems: dict[tuple[str, str], Problem] = {}
     for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
         problems.setdefault((p.code, p.pointer), p)
+    # a value of the wrong type is not also a bad value, nor is anything in it ("$schema": [2^53] is wrong-type)
+    wrong_type = [where for code, where in problems if code == "wrong-type"]
+    problems = {k: p for k, p in problems.items()
+                if not (k[0] == "bad-value" and any(k[1] == w or k[1].startswith(w + "/") for w in wrong_type))}
     if problems:
         raise DiagramError([_printable(p) for p in problems.values()])
 
