@@ -2,7 +2,12 @@
 
 A valid case is a `diagram.json`, a `weights.safetensors`, a `batch.safetensors`
 and an `expected.json` holding every equation's value and the total, computed
-by the NumPy reference evaluator in float64. An invalid file case is a valid
+by the NumPy reference evaluator in float64. A case with trainable parameters
+also has `gradients.safetensors`: the gradient of the total loss with respect
+to each trainable parameter (SPEC §9.1), computed by PyTorch's autograd in
+float64 in evaluation mode and confirmed, before it is written, by central
+finite differences of the reference evaluator (relative error at most
+FD_TOLERANCE per parameter). An invalid file case is a valid
 diagram with one bad weights or batch file and the error code it must give.
 Run from anywhere:
 
@@ -10,7 +15,9 @@ Run from anywhere:
 
 Deterministic: every case draws from its own NumPy generator seeded by the
 case's name, and files are written with a fixed layout, so running it again
-rewrites the same bytes (tests/test_conformance.py checks this). The invalid
+rewrites the same bytes, except the gradients' last bits, which depend on the
+CPU's floating point (tests/test_conformance.py compares those within a
+tolerance, everything else byte for byte). The invalid
 *diagram* cases come from make_invalid_diagrams.py.
 
 Random floats are rounded to float32 values (stored as float64 unless a case
@@ -37,10 +44,14 @@ from diagrammatic_learning.equations import equations
 from diagrammatic_learning.io import dumps
 from diagrammatic_learning.layers import parameter_shapes as layer_parameter_shapes
 from diagrammatic_learning.reference import evaluate
+from diagrammatic_learning.reference.finite_differences import finite_difference_gradients
 from diagrammatic_learning.tensorfiles import parameter_shapes
 
 ROOT = Path(__file__).resolve().parent
 TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+GRADIENT_TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
+FD_TOLERANCE = 1e-6  # autograd against finite differences of the reference, per parameter, before writing
+FLOOR = 1e-6  # the error measure's floor: ‖g − g*‖ / max(‖g*‖, FLOOR)
 
 Column = Callable[[np.random.Generator, int], np.ndarray]
 
@@ -54,6 +65,7 @@ class Case:
     weight_scale: dict[str, float] = field(default_factory=dict)  # multiply these parameters after drawing
     batch_size: dict[str, int] = field(default_factory=dict)  # per data object; default 3
     float32_files: bool = False  # store weights and float columns as F32 instead of F64
+    fixed_weights: dict[str, Any] = field(default_factory=dict)  # these parameters exactly, not drawn
 
 
 # ----------------------------------------------------------------------------- drawing numbers
@@ -641,10 +653,158 @@ def regime_cases() -> dict[str, Case]:
     return c
 
 
+# inputs near each activation's hard points, reached through a linear layer with identity weights (so the
+# activation sees exactly these values) and followed by a random one: the gradient then depends on the
+# activation's derivative there. Kinks (relu, leaky_relu, elu at 0) are approached to 0.003, farther than the
+# finite differences reach (at most 2e-5 · max |x|); softplus straddles 20, where a thresholded softplus has
+# derivative 1 instead of sigmoid(x), 1 − 2e-9 (above the float64 gradient tolerance).
+KINKED = [[0.01, -0.01, 0.003, -0.003, 2.5, -2.5, 0.5, -1.0],
+          [-0.005, 0.005, 1.5, -0.02, 0.02, -3.0, 4.0, 0.25],
+          [0.04, -0.04, -0.7, 0.7, 0.003, -0.003, -4.5, 3.5]]
+HARD_POINTS: dict[str, list[list[float]]] = {
+    "relu": KINKED, "leaky_relu": KINKED, "identity": KINKED,
+    "elu": [row[:6] + [-30.0, -12.0] for row in KINKED],
+    "softplus": [[20.5, 19.5, 21.0, 25.0, -20.5, 0.3, -0.3, 30.0],
+                 [20.1, 19.9, 1.5, -1.5, 2.0, -35.0, 0.01, -7.0],
+                 [21.5, 20.25, -0.2, 1.25, -19.5, 24.0, 5.0, 0.5]],
+    "sigmoid": [[80.0, -80.0, 40.0, -40.0, 17.0, -17.0, 0.0, 3.0],
+                [-0.5, 0.5, 36.0, -36.0, 10.0, -10.0, 1.5, -2.5],
+                [25.0, -25.0, 0.1, -0.1, 60.0, -60.0, 7.0, -7.0]],
+    "tanh": [[20.0, -20.0, 9.0, -9.0, 0.0, 0.3, -0.3, 3.0],
+             [40.0, -40.0, 1.5, -1.5, 5.0, -5.0, 0.01, -0.01],
+             [-2.5, 2.5, 12.0, -12.0, 0.7, -0.7, 80.0, -80.0]],
+    "gelu": [[6.0, -6.0, -10.0, 10.0, 0.0, 0.5, -0.5, -3.0],
+             [-8.0, 8.0, 2.5, -2.5, 0.01, -0.01, 1.0, -1.0],
+             [30.0, -30.0, -5.5, 5.5, 0.7, -0.7, 3.0, -0.2]],
+    "softmax": [[80.0, -80.0, 1.5, -1.5, 22.0, -0.01, 0.01, -7.0],
+                [-2.5, 0.7, -0.2, 1.25, -40.0, 40.0, 5.0, 0.5],
+                [30.0, 30.0, 29.0, -80.0, 0.0, 0.0, 1.0, 2.0]],
+}
+HARD_POINTS["log_softmax"] = HARD_POINTS["softmax"]
+
+
+def gradient_cases() -> dict[str, Case]:
+    """Cases where the gradients tell backends apart and the losses may not (frozen arrows, dropout, derivatives)."""
+    c: dict[str, Case] = {}
+    for name, params in ACTIVATIONS.items():
+        c[f"gradient-activation-{name.replace('_', '-')}"] = single_layer(
+            f"gradient_activation_{name}", f"The derivative of {name} near its hard points: identity linear "
+                                           f"weights, {name}, a linear layer.",
+            [8], [8], [lin(8, 8), layer(name, **params), lin(8, 8)],
+            columns={"x": fixed(HARD_POINTS[name]), "y": normal(8, scale=0.5)},
+            fixed_weights={"f.layers.0.weight": np.eye(8), "f.layers.0.bias": 0.0})
+
+    d = new("gradient_frozen_between", "A frozen arrow between two trainable ones: the gradient reaches the first "
+                                       "through the frozen one, which itself has no gradient.")
+    d.data("D")
+    d.tensor("X", [5])
+    d.tensor("H", [4])
+    d.tensor("G", [4])
+    d.categorical("Y", 3)
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("y", "D", "Y", "y")
+    d.model("first", "X", "H", [lin(5, 4), layer("tanh")])
+    d.model("middle", "H", "G", [lin(4, 4), layer("sigmoid")], trainable=False)
+    d.model("last", "G", "Y", [lin(4, 3)])
+    c["gradient-frozen-between-trainable"] = Case(d, weight_scale={"middle.layers.0.weight": 2.0})
+
+    d = new("gradient_dropout", "Dropout inside a trainable arrow and inside a frozen one, evaluated in evaluation "
+                                "mode (dropout the identity), where gradients are comparable.")
+    d.data("D")
+    d.tensor("X", [6])
+    d.tensor("H", [5])
+    d.tensor("Y", [3])
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("y", "D", "Y", "y")
+    d.model("encoder", "X", "H", [lin(6, 5), layer("dropout", p=0.5), layer("gelu")])
+    d.model("frozen_encoder", "X", "H", [lin(6, 5), layer("dropout", p=0.3), layer("tanh")], trainable=False)
+    d.model("head", "H", "Y", [layer("dropout", p=0.2), lin(5, 3)])
+    c["gradient-dropout-trainable-and-frozen"] = Case(d)
+
+    d = new("gradient_shared_subterms", "One subterm, enc(x), in four equations and twice in one term "
+                                        "(add(enc(x), enc(x))): its gradient is the sum over every use.")
+    d.data("D")
+    d.tensor("X", [4])
+    d.tensor("Z", [3])
+    d.tensor("S", [3], distance=Distance("huber", {"delta": 0.5}))
+    d.categorical("Y", 3)
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("y", "D", "Y", "y")
+    d.data_arrow("s", "D", "S", "s")
+    d.model("enc", "X", "Z", [lin(4, 3), layer("tanh")])
+    d.model("dec", "Z", "X", [lin(3, 4)])
+    d.model("cls", "Z", "Y", [lin(3, 3)])
+    d.function("twice", ["Z", "Z"], "S", "add")
+    d.automatic = False
+    d.equation("dec(enc(x))", "x", weight=0.5)
+    d.equation("cls(enc(x))", "y")
+    d.equation("twice(enc(x), enc(x))", "s")
+    d.equation("cls(enc(dec(enc(x))))", "cls(enc(x))", Distance("kl_div", {"temperature": 2.0}), weight=0.3,
+               name="consistent_classes")
+    c["gradient-shared-subterms"] = Case(d, columns={"s": normal(3, scale=2.0)})
+    return c
+
+
+def stop_gradient_cases() -> dict[str, Case]:
+    """stop_gradient (format 1.1): the value passes, the gradient does not."""
+    c: dict[str, Case] = {}
+    d = new("stop_gradient_mutual", "Mutual learning: two students on the labels and each on the other's "
+                                    "softened prediction, the target side behind stop_gradient (sg: Y → Y).")
+    d.data("D")
+    d.tensor("X", [5])
+    d.categorical("Y", 4)
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("y", "D", "Y", "y")
+    d.model("s1", "X", "Y", [lin(5, 6), layer("relu"), lin(6, 4)])
+    d.model("s2", "X", "Y", [lin(5, 4)])
+    d.function("sg", "Y", "Y", "stop_gradient")
+    d.automatic = False
+    d.equation("s1(x)", "y")
+    d.equation("s2(x)", "y")
+    kl = Distance("kl_div", {"temperature": 2.0})
+    d.equation("s1(x)", "sg(s2(x))", kl, weight=0.5, name="s1_learns_from_s2")
+    d.equation("s2(x)", "sg(s1(x))", kl, weight=0.5, name="s2_learns_from_s1")
+    c["stop-gradient-mutual-learning"] = Case(d, weight_scale={"s1.layers.2.weight": 3.0})
+
+    d = new("stop_gradient_consistency", "Consistency between two views: f(view1) = sg(f(view2)), a label "
+                                         "equation, and a linear probe trained on stop-gradient features "
+                                         "(trainable through the probe alone).")
+    d.data("D")
+    d.tensor("X", [6])
+    d.tensor("Z", [4])
+    d.categorical("Y", 3)
+    d.data_arrow("view1", "D", "X", "view1")
+    d.data_arrow("view2", "D", "X", "view2")
+    d.data_arrow("y", "D", "Y", "y")
+    d.model("f", "X", "Z", [lin(6, 4), layer("tanh")])
+    d.function("sg", "Z", "Z", "stop_gradient")
+    d.model("cls", "Z", "Y", [lin(4, 3)])
+    d.model("probe", "Z", "Y", [lin(4, 3)])
+    d.automatic = False
+    d.equation("f(view1)", "sg(f(view2))", Distance("cosine"), name="consistency")
+    d.equation("cls(f(view1))", "y")
+    d.equation("probe(sg(f(view2)))", "y", name="probe")
+    c["stop-gradient-consistency"] = Case(d)
+
+    d = new("stop_gradient_automatic", "stop_gradient in automatic equations: sg(g(x)) is a constant term, so it "
+                                       "is the right-hand side of f(x) = sg(g(x)) and pairs with no constant term.")
+    d.data("D")
+    d.tensor("X", [4])
+    d.tensor("T", [3])
+    d.tensor("U", [3])
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("t", "D", "T", "t")
+    d.model("f", "X", "T", [lin(4, 3)])
+    d.model("g", "X", "U", [lin(4, 3), layer("tanh")])
+    d.function("sg", "U", "T", "stop_gradient")
+    c["stop-gradient-automatic"] = Case(d)
+    return c
+
+
 def valid_cases() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for group in (layer_cases, activation_cases, chain_cases, distance_cases, function_cases, combine_cases,
-                  structure_cases, regime_cases):
+                  structure_cases, regime_cases, gradient_cases, stop_gradient_cases):
         cases.update(group())
     return cases
 
@@ -663,6 +823,8 @@ def draw(name: str, case: Case) -> tuple[Diagram, dict[str, np.ndarray], dict[st
     weights = draw_weights(rng, d)
     for key, factor in case.weight_scale.items():
         weights[key] = f32(weights[key] * factor)
+    for key, value in case.fixed_weights.items():
+        weights[key] = f32(np.broadcast_to(np.asarray(value, dtype=np.float64), weights[key].shape))
     batch: dict[str, np.ndarray] = {}
     for arrow in d.arrows.values():
         if isinstance(arrow, DataArrow) and arrow.column not in batch:
@@ -686,19 +848,69 @@ def expected_values(d: Diagram, weights: dict, batch: dict) -> dict[str, Any]:
     return {"equations": eqs, "total": result.total, "dtype": "float64", "tolerance": dict(TOLERANCE)}
 
 
+def trainable_names(d: Diagram) -> list[str]:
+    """The canonical names of the trainable parameters, sorted: the keys of a case's gradients file."""
+    trainable = {a.name for a in d.model_arrows() if a.trainable and a.architecture is not None}
+    return sorted(k for k in parameter_shapes(d) if k.split(".", 1)[0] in trainable)
+
+
+def gradient_error(got: np.ndarray, want: np.ndarray) -> float:
+    """‖got − want‖ / max(‖want‖, FLOOR), the measure of conformance/README.md."""
+    return float(np.linalg.norm(got - want) / max(float(np.linalg.norm(want)), FLOOR))
+
+
+def autograd_gradients(d: Diagram, weights: dict, batch: dict) -> dict[str, np.ndarray]:
+    """The gradient of the total loss by PyTorch's autograd, float64, evaluation mode."""
+    import torch
+
+    from diagrammatic_learning.torch_backend import compile
+    from diagrammatic_learning.torch_backend.gradients import loss_gradients
+
+    model = compile(d, weights={k: np.asarray(v, dtype=np.float64) for k, v in weights.items()},
+                    dtype=torch.float64).eval()
+    _, grads = loss_gradients(model, {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()})
+    return {k: grads[k].detach().numpy().astype(np.float64) for k in trainable_names(d)}
+
+
+def expected_gradients(name: str, d: Diagram, weights: dict, batch: dict, confirm: bool = True
+                       ) -> dict[str, np.ndarray] | None:
+    """The case's expected gradients (None without trainable parameters), confirmed by finite differences."""
+    names = trainable_names(d)
+    if not names:
+        return None
+    grads = autograd_gradients(d, weights, batch)
+    for key, g in grads.items():
+        if not np.all(np.isfinite(g)):
+            raise ValueError(f"{name}: the gradient for {key} is not finite")
+    if confirm:
+        measured = finite_difference_gradients(d, weights, batch, names)
+        for key in names:
+            err = gradient_error(measured[key], grads[key])
+            if err > FD_TOLERANCE:
+                raise ValueError(f"{name}: autograd and finite differences disagree on {key} (relative error "
+                                 f"{err:.1e} > {FD_TOLERANCE:.0e}); move the inputs away from kinks")
+    return grads
+
+
 def json_text(value: Any) -> str:
     """JSON with two-space indentation; floats as Python's shortest round-trip repr."""
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_valid(out: Path, name: str, case: Case) -> None:
+def write_valid(out: Path, name: str, case: Case, confirm: bool = True) -> None:
     d, weights, batch = draw(name, case)
+    expected = expected_values(d, weights, batch)
+    grads = expected_gradients(name, d, weights, batch, confirm)
+    if grads is not None:
+        expected["gradient_tolerance"] = dict(GRADIENT_TOLERANCE)
     folder = out / "cases" / name
     folder.mkdir(parents=True)
     (folder / "diagram.json").write_text(dumps(d), encoding="utf-8")
     (folder / "weights.safetensors").write_bytes(safetensors_bytes(weights))
     (folder / "batch.safetensors").write_bytes(safetensors_bytes(batch))
-    (folder / "expected.json").write_text(json_text(expected_values(d, weights, batch)), encoding="utf-8")
+    if grads is not None:
+        (folder / "gradients.safetensors").write_bytes(safetensors_bytes(grads))
+    (folder / "expected.json").write_text(json_text(expected), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- invalid weights and batches
@@ -871,8 +1083,12 @@ def write_invalid(out: Path, name: str, base: Callable[[], Diagram], spec: FileC
 # ----------------------------------------------------------------------------- main
 
 
-def generate(out: Path = ROOT) -> tuple[int, int]:
-    """Write every case under ``out`` (``cases/`` and ``invalid/weights-*``, ``invalid/batch-*``)."""
+def generate(out: Path = ROOT, confirm: bool = True) -> tuple[int, int]:
+    """Write every case under ``out`` (``cases/`` and ``invalid/weights-*``, ``invalid/batch-*``).
+
+    ``confirm=False`` skips the finite-difference confirmation of the gradients
+    (about a minute): for checking that the files reproduce, not for writing the suite.
+    """
     out = Path(out)
     if (out / "cases").exists():
         shutil.rmtree(out / "cases")
@@ -881,7 +1097,7 @@ def generate(out: Path = ROOT) -> tuple[int, int]:
             shutil.rmtree(old)
     valid = valid_cases()
     for name, case in valid.items():
-        write_valid(out, name, case)
+        write_valid(out, name, case, confirm)
     invalid = invalid_file_cases()
     for name, (base, spec) in invalid.items():
         write_invalid(out, name, base, spec)

@@ -87,7 +87,7 @@ def test_mermaid_has_every_part(name, d):
         assert sum(line.startswith(f"  o_{o}[") or line.startswith(f"  o_{o}(") for line in lines) == 1
     for a in d.arrows.values():
         assert f'"{a.name} ' in text or f'"{a.name}"' in text
-    links = [line for line in lines if re.match(r"  \S+ (-\.->|-->|==>|---\|)", line)]
+    links = [line for line in lines if re.match(r"  \S+ (-\.->|-\.-x|-->|==>|---\|)", line)]
     styles = [line for line in lines if line.startswith("  linkStyle ")]
     # Mermaid reads "#abc;" as an HTML entity, so style properties are separated by commas, never ";".
     assert not [line for line in lines if line.lstrip().startswith(("linkStyle", "style", "classDef")) and ";" in line]

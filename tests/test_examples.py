@@ -13,7 +13,7 @@ from pathlib import Path
 from diagrammatic_learning.cli import main as dlearn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-REGIMES = ["supervised", "distillation", "multitask", "alignment", "autoencoder", "captioning"]
+REGIMES = ["supervised", "distillation", "multitask", "alignment", "autoencoder", "captioning", "simsiam"]
 
 
 def load_example(name: str):
@@ -114,3 +114,12 @@ def test_greedy_decoding_is_causal():
             changed[:, t:] = 0
             assert torch.allclose(captioner(images, changed)[:, t], full[:, t])
         assert module.greedy_captions(captioner, images).shape == (4, 3)
+
+
+def test_simsiam_needs_stop_gradient():
+    """Two noisy views, no labels: with stop_gradient the embedding keeps digits apart; without it, it degrades."""
+    r = load_example("simsiam").run(epochs=10)
+    assert_loss_went_down(r["history"])
+    assert r["model"].diagram.format_version == "1.1"
+    assert r["knn_accuracy"] > 0.85
+    assert r["knn_accuracy"] > r["without_stop_gradient_knn_accuracy"] + 0.05

@@ -24,7 +24,8 @@ PLUMBING = {"diagrammatic_learning", "diagrammatic_learning.diagram", "diagramma
             "diagrammatic_learning.fast_schema", "diagrammatic_learning.term_graph",
             "diagrammatic_learning.io",
             "diagrammatic_learning.layers", "diagrammatic_learning.resources", "diagrammatic_learning.tensorfiles",
-            "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.vocabulary"}
+            "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.versions",
+            "diagrammatic_learning.vocabulary"}
 
 
 def loaded_modules(code: str) -> tuple[list[str], str]:

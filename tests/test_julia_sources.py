@@ -107,7 +107,7 @@ BASE = {
     "codeunits", "collect", "copy", "count", "dirname", "eachindex", "eltype", "enumerate", "error", "exp",
     "expm1", "extrema", "findfirst", "findlast", "first", "fld", "get", "get!", "getfield", "hasproperty", "haskey",
     "hash", "identity", "ifelse", "include", "isempty", "isfile", "isfinite", "isinf", "isinteger", "isnan", "isspace", "isvalid",
-    "join", "joinpath", "keys", "lastindex", "length", "log", "log1p", "lowercase", "map", "max", "maximum",
+    "join", "joinpath", "keys", "lastindex", "length", "log", "log1p", "lowercase", "map", "match", "max", "maximum",
     "merge", "merge!", "min", "mktemp", "mv", "ncodeunits", "ndims", "new", "normpath", "ntuple", "occursin", "one", "ones", "oftype", "open",
     "pairs", "parse", "permutedims", "print", "prod", "push!", "read", "replace", "repr", "reshape", "rethrow", "reverse", "rm",
     "size", "something", "sort", "sort!", "split", "sprint", "sqrt", "stack", "startswith", "string", "sum",
@@ -120,7 +120,7 @@ BASE = {
 }
 # Local variables holding functions (arguments, closures), called by name.
 LOCALS = {"f", "m", "T", "pool", "model", "branch", "back", "offset", "expect_name", "term", "want_tensor", "src_tensor",
-          "step_of", "first_positions"}
+          "step_of", "first_positions", "rebuild"}
 
 
 def test_every_called_function_exists():

@@ -42,6 +42,7 @@ export CompiledDiagram, compile_diagram, Batch, load_batch, load_weights
 export diagram_loss, evaluate_diagram, Evaluation, evaluate_files, term_values
 export top1_hits, evaluate_with_hits
 export training_state, train_step!, canonical_weights, save_weights
+export loss_gradients, gradient_files
 export save_flux_model, load_flux_model
 
 include("errors.jl")
@@ -49,6 +50,7 @@ include("json.jl")
 include("schema.jl")
 include("vocabulary.jl")
 include("diagram.jl")
+include("versions.jl")
 include("layers.jl")
 include("distances.jl")
 include("terms.jl")
@@ -63,6 +65,7 @@ include("export.jl")
 include("numerics.jl")
 include("evaluate.jl")
 include("accuracy.jl")
+include("gradients.jl")
 include("flux_files.jl")
 include("bridge.jl")
 

@@ -64,6 +64,20 @@ bridge_evaluate_files(diagram::AbstractString, weights::AbstractString, batch::A
     end
 
 """
+    bridge_gradient_files(diagram, weights, batch, dtype, gradients_path) -> String
+
+[`gradient_files`](@ref) for Python: writes the gradients to `gradients_path` (a safetensors file,
+canonical names and layouts) and returns the evaluation as [`bridge_evaluate_files`](@ref) does.
+"""
+bridge_gradient_files(diagram::AbstractString, weights::AbstractString, batch::AbstractString, dtype::AbstractString,
+                      gradients_path::AbstractString) =
+    bridge_call() do
+        ev, grads = gradient_files(diagram, weights, batch; dtype = parse_dtype(dtype))
+        write_safetensors(gradients_path, grads)
+        evaluation_json(ev)
+    end
+
+"""
     bridge_evaluate_arrays(diagram_json, dtype, weight_names_json, batch_names_json, external_names_json, items...) -> String
 
 Evaluate a diagram given as JSON text on in-memory weights and batch columns (arrays in storage

@@ -51,7 +51,7 @@ function applied_encoding(d::Diagram, arrow::Arrow, args::Vector{TermInfo})
         if need !== nothing && args[1].encoding !== nothing && args[1].encoding != need
             throw(TermError("term-type-mismatch", "$(arrow.op) applies to $need terms, not $(args[1].encoding)"))
         end
-        arrow.op == "identity" && return args[1].encoding
+        arrow.op in ("identity", "stop_gradient") && return args[1].encoding
     end
     object_named(d, arrow.target) isa CategoricalObject || return nothing
     arrow isa DataArrow && return something(arrow.encoding, "index")
@@ -85,7 +85,9 @@ function term_info(d::Diagram, t::Term)
     length(data) > 1 &&
         throw(TermError("term-mixed-data", "the arguments of $(repr(t.arrow)) come from different data objects $(sort(data))"))
     encoding = applied_encoding(d, arrow, infos)
-    trainable = any(i.trainable for i in infos) || (arrow isa ModelArrow && arrow.trainable)
+    # no gradient leaves a stop_gradient: its terms are constant whatever they contain (SPEC §5.1)
+    trainable = (any(i.trainable for i in infos) || (arrow isa ModelArrow && arrow.trainable)) &&
+                !(arrow isa FunctionArrow && arrow.op == "stop_gradient")
     return TermInfo(arrow.target, infos[1].data_object, encoding, trainable)
 end
 
@@ -105,7 +107,7 @@ const MAX_CYCLIC_STEPS = 10_000
 
 # How an arrow into an object makes terms: a data arrow's leaf, or a live arrow's sources with
 # whether each lies in the target's component, whether its op checks encodings (else `fixed`),
-# and whether it is a trainable model.
+# whether it is a trainable model, and whether it stops gradients (its terms are constant, SPEC §5.1).
 struct ArrowInto
     name::String
     leaf::Union{Nothing,Tuple{Term,TermInfo}}
@@ -114,6 +116,7 @@ struct ArrowInto
     checked::Bool
     fixed::Union{Nothing,String}
     trains::Bool
+    stops::Bool
 end
 
 """
@@ -143,15 +146,16 @@ function TermEnumerator(d::Diagram, g::TermGraph = TermGraph(d))
         if a isa DataArrow
             haskey(into, a.target) || continue
             leaf = (Term(a.name), TermInfo(a.target, a.sources[1], applied_encoding(d, a, TermInfo[]), false))
-            push!(into[a.target], ArrowInto(a.name, leaf, String[], Bool[], false, nothing, false))
+            push!(into[a.target], ArrowInto(a.name, leaf, String[], Bool[], false, nothing, false, false))
         elseif a.name in g.live
             c = g.component[a.target]
             haskey(within, c) && push!(within[c], a.name)
-            checked = a isa FunctionArrow && (haskey(ENCODING_ACCEPTED, a.op) || a.op == "identity")
+            checked = a isa FunctionArrow && (haskey(ENCODING_ACCEPTED, a.op) || a.op in ("identity", "stop_gradient"))
             fixed = (checked || !(object_named(d, a.target) isa CategoricalObject)) ? nothing : "logits"
             inside = Bool[g.component[s] == c for s in a.sources]
             push!(into[a.target], ArrowInto(a.name, nothing, a.sources, inside, checked, fixed,
-                                            a isa ModelArrow && a.trainable))
+                                            a isa ModelArrow && a.trainable,
+                                            a isa FunctionArrow && a.op == "stop_gradient"))
         end
     end
     return TermEnumerator(d, term_bound(d), term_size_bound(d), g, 0, into, within,
@@ -198,7 +202,8 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
                         end
                     end
                     t = Term(arrow.name, Term[sub])
-                    push!(out, (t, TermInfo(object, info.data_object, encoding, arrow.trains || info.trainable)))
+                    push!(out, (t, TermInfo(object, info.data_object, encoding,
+                                              (arrow.trains || info.trainable) && !arrow.stops)))
                     counting && count_step!(e, object)
                     term_size(t) > e.size_bound && throw(TooManyTerms(object, "term-too-large"))
                     length(out) > e.bound && throw(TooManyTerms(object, "too-many-terms"))
@@ -206,7 +211,7 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
             else
                 foreach_combination(choices) do combo
                     t = Term(arrow.name, Term[c[1] for c in combo])
-                    trainable = arrow.trains || any(c -> c[2].trainable, combo)
+                    trainable = (arrow.trains || any(c -> c[2].trainable, combo)) && !arrow.stops
                     push!(out, (t, TermInfo(object, combo[1][2].data_object, arrow.fixed, trainable)))
                     counting && count_step!(e, object)
                     term_size(t) > e.size_bound && throw(TooManyTerms(object, "term-too-large"))

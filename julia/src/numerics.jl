@@ -42,6 +42,7 @@ function apply_function(step::FunctionStep, xs::Tuple, ::Type{T}) where {T}
     op = step.op
     x = xs[1]
     op === :identity && return x
+    op === :stop_gradient && return ignore_derivatives(x)  # the same value; no gradient to the source
     op === :softmax && return softmax_first(x)
     op === :log_softmax && return log_softmax_first(x)
     op === :one_hot && return ignore_derivatives(() -> one_hot_first(x, step.classes, T))

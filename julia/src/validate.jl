@@ -100,6 +100,10 @@ function check_document(doc)
     for p in [schema_problems(doc); non_finite_problems(doc)]  # one problem per code and place (Inf > maximum)
         (p.code, p.pointer) in seen || (push!(seen, (p.code, p.pointer)); push!(problems, p))
     end
+    # a value of the wrong type is not also a bad value, nor is anything in it ("\$schema": [2^53] is wrong-type)
+    wrong_type = [p.pointer for p in problems if p.code == "wrong-type"]
+    inside_wrong_type(q) = any(w -> q == w || startswith(q, w * "/"), wrong_type)
+    problems = Problem[p for p in problems if !(p.code == "bad-value" && inside_wrong_type(p.pointer))]
     isempty(problems) || throw(DiagramError(problems))
     return nothing
 end
@@ -240,6 +244,11 @@ end
 
 function check_function!(c::DiagramChecker, a::FunctionArrow)
     op, n = a.op, length(a.sources)
+    if !op_allowed(op, c.d.format_version)
+        add!(c, "bad-value", arrow_ptr(c, a.name, "op"),
+             "the op $op needs format_version $(OP_SINCE[op]) or later; this document is $(c.d.format_version)")
+        return
+    end
     srcs = [object_named(c.d, s) for s in a.sources]
     tgt = object_named(c.d, a.target)
     multi = op in ("add", "concat")
@@ -275,11 +284,11 @@ function check_function!(c::DiagramChecker, a::FunctionArrow)
         return s
     end
     s = srcs[1]
-    if op == "identity"
+    if op in ("identity", "stop_gradient")
         same = (s isa TensorObject && tgt isa TensorObject && s.shape == tgt.shape && is_float(s) == is_float(tgt)) ||
                (s isa CategoricalObject && tgt isa CategoricalObject && s.classes == tgt.classes && s.shape == tgt.shape)
         same || add!(c, "shape-mismatch", arrow_ptr(c, a.name, "target"),
-                     "identity needs source and target of the same kind and shape: $(repr(s.name)) → $(repr(tgt.name))")
+                     "$op needs source and target of the same kind and shape: $(repr(s.name)) → $(repr(tgt.name))")
     elseif op in ("softmax", "log_softmax")
         if s isa CategoricalObject
             want_tensor([s.shape; s.classes], true)

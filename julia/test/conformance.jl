@@ -1,7 +1,13 @@
 # The conformance suite (conformance/README.md): every valid case evaluated in float64 and
-# float32 against expected.json, every invalid case rejected with its code and pointer.
+# float32 against expected.json, its gradients (Zygote, through `loss_gradients`) against
+# gradients.safetensors where the case has trainable parameters, every invalid case rejected
+# with its code and pointer.
 
 relative_error(got, want) = abs(got - want) / max(abs(want), 1e-6)
+
+# ‖g − g*‖ / max(‖g*‖, 1e-6) over one parameter's entries (both in storage layout)
+gradient_error(got, want) =
+    size(got) == size(want) ? sqrt(sum(abs2, Float64.(got) .- want)) / max(sqrt(sum(abs2, want)), 1e-6) : Inf
 
 # A JSON pointer must be equal; `file#key` must name the same key (the file may be any path to
 # a file of that name); `file` must be a path to a file of that name.
@@ -41,6 +47,17 @@ case_files(dir) = (joinpath(dir, "diagram.json"), joinpath(dir, "weights.safeten
                         @test relative_error(value, e["value"]) <= tolerance
                     end
                     @test relative_error(ev.total, expected["total"]) <= tolerance
+                    gradients_file = joinpath(dir, "gradients.safetensors")
+                    if isfile(gradients_file)
+                        want = DL.read_safetensors(gradients_file, "gradients")
+                        c = compile_diagram(case_files(dir)[1]; weights = case_files(dir)[2], dtype = T)
+                        got = loss_gradients(c, case_files(dir)[3])
+                        @test sort(collect(keys(got))) == sort(collect(keys(want)))
+                        gradient_tolerance = expected["gradient_tolerance"][key]
+                        for name in sort(collect(keys(want)))
+                            @test haskey(got, name) && gradient_error(got[name], want[name]) <= gradient_tolerance
+                        end
+                    end
                 end
             end
         end

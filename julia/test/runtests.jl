@@ -29,4 +29,5 @@ const HAS_CONFORMANCE = isdir(joinpath(CONFORMANCE, "cases")) && isdir(joinpath(
     include("layers.jl")
     HAS_CONFORMANCE && include("evaluation.jl")
     include("models.jl")
+    include("gradients.jl")
 end

@@ -63,6 +63,7 @@ from .errors import DiagramError, Problem, pointer
 from .io import load
 from .layers import full_params
 from .terms import Term, parse_term
+from .versions import later
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_NAME = 64
@@ -387,7 +388,7 @@ def gluing(d1: Diagram, d2: Diagram, along: Any, prefix: str | None = None, name
     _check_names(fresh, "prefix")
 
     out = Diagram(name if name is not None else (" + ".join(x.name for x in (d1, d2) if x.name) or None),
-                  automatic=d1.automatic, format_version=d1.format_version,
+                  automatic=d1.automatic, format_version=later(d1.format_version, d2.format_version),
                   max_terms=max((m for m in (d1.max_terms, d2.max_terms) if m is not None), default=None),
                   max_term_size=max((m for m in (d1.max_term_size, d2.max_term_size) if m is not None), default=None),
                   max_equations=max((m for m in (d1.max_equations, d2.max_equations) if m is not None), default=None))

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence, Union
 
+from .versions import OP_SINCE, later
+
 FORMAT = "learning-diagram"
 FORMAT_VERSION = "1.0"
 DEFAULT_MAX_TERMS = 256
@@ -238,6 +240,9 @@ class Diagram:
 
     def function(self, name: str, source: str | Sequence[str], target: str, op: str,
                  **params: Any) -> str:
+        """Add a function arrow; an op newer than the diagram's ``format_version`` raises it (SPEC §1)."""
+        if op in OP_SINCE:
+            self.format_version = later(self.format_version, OP_SINCE[op])
         return self._add_arrow(FunctionArrow(name, _sources(source), target, op, params))
 
     def model(self, name: str, source: str | Sequence[str], target: str,

@@ -3,7 +3,8 @@
 Objects are nodes, shaped by kind (data: cylinder, tensor: box, categorical:
 ellipse) and labelled with their shapes. Arrows are edges, styled by kind:
 data arrows dashed grey with their column, functions thin with their op,
-trainable models thick blue, frozen models thick grey marked "(frozen)". An
+trainable models thick blue, frozen models thick grey marked "(frozen)",
+``stop_gradient`` dotted red with a blocked end ("no gradient"). An
 arrow with several sources is drawn as one leg per source (numbered in source
 order) into a small junction, then one edge to the target.
 
@@ -52,7 +53,7 @@ def arrow_label(arrow: Arrow) -> str:
     if isinstance(arrow, DataArrow):
         return f"{arrow.name} ← {arrow.column}"
     if isinstance(arrow, FunctionArrow):
-        return f"{arrow.name} = {arrow.op}"
+        return f"{arrow.name} = {arrow.op}" + (" (no gradient)" if arrow.op == "stop_gradient" else "")
     notes = [] if arrow.trainable else ["frozen"]
     if isinstance(arrow, ModelArrow) and arrow.external:
         notes.append("external")
@@ -60,9 +61,11 @@ def arrow_label(arrow: Arrow) -> str:
 
 
 def arrow_style(arrow: Arrow) -> str:
-    """``data``, ``function``, ``trainable`` or ``frozen``: the four ways an edge is drawn."""
+    """``data``, ``function``, ``stop_gradient``, ``trainable`` or ``frozen``: the five ways an edge is drawn."""
     if isinstance(arrow, ModelArrow):
         return "trainable" if arrow.trainable else "frozen"
+    if isinstance(arrow, FunctionArrow) and arrow.op == "stop_gradient":
+        return "stop_gradient"
     return arrow.kind
 
 
@@ -120,6 +123,8 @@ _NODE = {
 _EDGE = {
     "data": {"style": "dashed", "color": "#7f7f7f", "fontcolor": "#555555"},
     "function": {"style": "solid", "color": "#444444", "penwidth": "1"},
+    "stop_gradient": {"style": "dotted", "color": "#b03a2e", "fontcolor": "#b03a2e", "penwidth": "1.6",
+                      "arrowhead": "teetee"},
     "trainable": {"style": "solid", "color": "#1f4e9c", "fontcolor": "#1f4e9c", "penwidth": "2.4"},
     "frozen": {"style": "solid", "color": "#777777", "fontcolor": "#555555", "penwidth": "2.4"},
 }
@@ -204,9 +209,9 @@ def _mermaid_text(text: str) -> str:
 
 
 _MERMAID_SHAPE = {"data": ('[("', '")]'), "tensor": ('["', '"]'), "categorical": ('(["', '"])')}
-_MERMAID_LINK = {"data": "-.->", "function": "-->", "trainable": "==>", "frozen": "==>"}
-_MERMAID_STROKE = {"data": "stroke:#7f7f7f", "function": "stroke:#444444", "trainable": "stroke:#1f4e9c",
-                   "frozen": "stroke:#777777"}
+_MERMAID_LINK = {"data": "-.->", "function": "-->", "stop_gradient": "-.-x", "trainable": "==>", "frozen": "==>"}
+_MERMAID_STROKE = {"data": "stroke:#7f7f7f", "function": "stroke:#444444", "stop_gradient": "stroke:#b03a2e",
+                   "trainable": "stroke:#1f4e9c", "frozen": "stroke:#777777"}
 
 
 def to_mermaid(d: Diagram, equation: int | str | Equation | None = None) -> str:

@@ -75,7 +75,7 @@ def _apply_encoding(diagram: Diagram, arrow_name: str, args: list[TermInfo]) -> 
         need = ACCEPTS.get(arrow.op)
         if need and args[0].encoding is not None and args[0].encoding != need:
             raise TermError("term-type-mismatch", f"{arrow.op} applies to {need} terms, not {args[0].encoding}")
-        if arrow.op == "identity":
+        if arrow.op in ("identity", "stop_gradient"):
             return args[0].encoding
     if not isinstance(target, CategoricalObject):
         return None
@@ -115,7 +115,9 @@ def applied_info(diagram: Diagram, arrow_name: str, infos: list[TermInfo]) -> Te
         raise TermError("term-mixed-data", f"the arguments of {arrow_name!r} come from different data objects "
                                            f"{sorted(data_objects)}")
     encoding = _apply_encoding(diagram, arrow_name, infos)
-    trainable = any(i.trainable for i in infos) or (arrow.kind == "model" and arrow.trainable)
+    # no gradient leaves a stop_gradient: its terms are constant whatever they contain (SPEC §5.1)
+    trainable = (any(i.trainable for i in infos) or (arrow.kind == "model" and arrow.trainable)) and not (
+        arrow.kind == "function" and arrow.op == "stop_gradient")
     return TermInfo(arrow.target, infos[0].data_object, encoding, trainable)
 
 
@@ -171,12 +173,13 @@ class TermEnumerator:
                 c = g.component[a.target]
                 if c in self.within:
                     self.within[c].add(a.name)
-                checked = a.kind == "function" and (a.op in ACCEPTS or a.op == "identity")
+                checked = a.kind == "function" and (a.op in ACCEPTS or a.op in ("identity", "stop_gradient"))
                 fixed = None if checked else (
                     "logits" if isinstance(diagram.objects[a.target], CategoricalObject) else None)
                 inside = tuple(g.component[s] == c for s in a.sources)
+                stops = a.kind == "function" and a.op == "stop_gradient"  # its terms are constant (SPEC §5.1)
                 self.into[a.target].append((a.name, (a.sources, inside, checked, fixed,
-                                                     a.kind == "model" and a.trainable)))
+                                                     a.kind == "model" and a.trainable, stops)))
         self.memo: dict[tuple[str, frozenset[str]], list[tuple[Term, TermInfo]]] = {}
 
     def _info(self, obj: str, data_object: str, encoding: str | None, trainable: bool) -> TermInfo:
@@ -215,7 +218,7 @@ class TermEnumerator:
                 if counting:
                     self._step(obj)
             else:
-                sources, inside, checked, fixed, trains = how
+                sources, inside, checked, fixed, trains, stops = how
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
                 choices = [self.terms(s, inner if ins else _NO_ARROWS) for s, ins in zip(sources, inside)]
                 if len(choices) == 1:
@@ -229,7 +232,7 @@ class TermEnumerator:
                         else:
                             encoding = fixed
                         t = Term(name, (sub,))
-                        out.append((t, info_of(obj, i.data_object, encoding, trains or i.trainable)))
+                        out.append((t, info_of(obj, i.data_object, encoding, (trains or i.trainable) and not stops)))
                         if counting:
                             self._step(obj)
                         if t.size > size_bound:
@@ -239,7 +242,7 @@ class TermEnumerator:
                 else:
                     for combo in _combinations(choices):
                         t = Term(name, tuple(x[0] for x in combo))
-                        trainable = trains or any(x[1].trainable for x in combo)
+                        trainable = (trains or any(x[1].trainable for x in combo)) and not stops
                         out.append((t, info_of(obj, combo[0][1].data_object, fixed, trainable)))
                         if counting:
                             self._step(obj)

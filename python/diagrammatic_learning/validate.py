@@ -24,6 +24,7 @@ from .errors import DiagramError, Problem, pointer
 from .fast_schema import surely_valid
 from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
+from .versions import OP_SINCE, op_allowed
 
 
 # SPEC §1: arrays and objects nest at most this deep (the top-level object is depth 1).
@@ -131,6 +132,10 @@ def check_document(doc: Any) -> None:
     if not surely_valid(doc):  # the full passes run only when the compiled one may disagree or finds a problem
         for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
             problems.setdefault((p.code, p.pointer), p)
+    # a value of the wrong type is not also a bad value, nor is anything in it ("$schema": [2^53] is wrong-type)
+    wrong_type = [where for code, where in problems if code == "wrong-type"]
+    problems = {k: p for k, p in problems.items()
+                if not (k[0] == "bad-value" and any(k[1] == w or k[1].startswith(w + "/") for w in wrong_type))}
     if problems:
         raise DiagramError([_printable(p) for p in problems.values()])
 
@@ -274,6 +279,11 @@ class _Checker:
 
     def function(self, a: FunctionArrow) -> None:
         op, n = a.op, len(a.sources)
+        if not op_allowed(op, self.d.format_version):
+            self.add("bad-value", self.arrow_ptr(a.name, "op"),
+                     f"the op {op} needs format_version {OP_SINCE[op]} or later; this document is "
+                     f"{self.d.format_version}")
+            return
         srcs = [self.d.objects[s] for s in a.sources]
         tgt = self.d.objects[a.target]
         multi = op in ("add", "concat")
@@ -308,13 +318,13 @@ class _Checker:
             return s
 
         s = srcs[0]
-        if op == "identity":
+        if op in ("identity", "stop_gradient"):
             same = s.kind == tgt.kind and (
                 (isinstance(s, TensorObject) and s.shape == tgt.shape and s.is_float == tgt.is_float)
                 or (isinstance(s, CategoricalObject) and (s.classes, s.shape) == (tgt.classes, tgt.shape)))
             if not same:
                 self.add("shape-mismatch", self.arrow_ptr(a.name, "target"),
-                         f"identity needs source and target of the same kind and shape: {s.name!r} → {tgt.name!r}")
+                         f"{op} needs source and target of the same kind and shape: {s.name!r} → {tgt.name!r}")
         elif op in ("softmax", "log_softmax"):
             if isinstance(s, CategoricalObject):
                 want_tensor(s.shape + (s.classes,), True)

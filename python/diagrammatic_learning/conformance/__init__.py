@@ -9,8 +9,9 @@ backends in other languages is in ``conformance/README.md``.
 
 from .backends import Backend, JuliaBackend, Outcome, ReferenceBackend, TorchBackend, make_backends
 from .cases import SuiteCase, load_cases, suite_root
+from .gradients import check_gradients, gradient_error, has_gradients
 from .runner import FLOOR, Report, Row, check_error, check_outcome, pointer_matches, relative_error, run_case, run_suite
 
 __all__ = ["Backend", "FLOOR", "JuliaBackend", "Outcome", "ReferenceBackend", "Report", "Row", "SuiteCase",
-           "TorchBackend", "check_error", "check_outcome", "load_cases", "make_backends", "pointer_matches",
-           "relative_error", "run_case", "run_suite", "suite_root"]
+           "TorchBackend", "check_error", "check_gradients", "check_outcome", "gradient_error", "has_gradients",
+           "load_cases", "make_backends", "pointer_matches", "relative_error", "run_case", "run_suite", "suite_root"]

@@ -1,7 +1,9 @@
 """Backends the conformance runner can drive: the NumPy reference, PyTorch and Flux.jl (through juliacall).
 
 An adapter turns a case's three files into an ``Outcome`` (each equation's
-value and the total, as Python floats) or raises ``DiagramError``. Heavy
+value and the total, as Python floats, and for a backend that computes
+gradients the gradient of the total by canonical parameter name) or raises
+``DiagramError``. Heavy
 imports happen on first use, and a backend that cannot run says why
 (``unavailable``) instead of failing.
 """
@@ -12,21 +14,24 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 DTYPES = ("float64", "float32")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a backend computed for one case: equation name → unweighted value (in its order), and the total."""
+    """What a backend computed for one case: equation name → unweighted value (in its order), the total, and
+    the gradient of the total (canonical parameter name → array, canonical layout; None if not computed)."""
 
     equations: dict[str, float]
     total: float
+    gradients: Mapping[str, Any] | None = None
 
 
 class Backend(Protocol):
     name: str
+    computes_gradients: bool  # whether ``evaluate`` returns gradients for a diagram with trainable parameters
 
     def unavailable(self, dtype: str) -> str | None:
         """Why this backend cannot run in ``dtype`` here, or None if it can."""
@@ -36,9 +41,10 @@ class Backend(Protocol):
 
 
 class ReferenceBackend:
-    """The NumPy reference evaluator (float64 only)."""
+    """The NumPy reference evaluator (float64 only); losses only, no gradients (it has no derivatives)."""
 
     name = "reference"
+    computes_gradients = False
 
     def unavailable(self, dtype: str) -> str | None:
         return None if dtype == "float64" else "the reference evaluator computes in float64 only"
@@ -53,9 +59,11 @@ class ReferenceBackend:
 
 
 class TorchBackend:
-    """The PyTorch backend: ``compile(diagram, weights, dtype)``, evaluation mode, ``evaluate(batch)``."""
+    """The PyTorch backend: ``compile(diagram, weights, dtype)``, evaluation mode, ``evaluate(batch)``, and
+    autograd's gradient of the total when the diagram has trainable parameters."""
 
     name = "torch"
+    computes_gradients = True
 
     def unavailable(self, dtype: str) -> str | None:
         # found, not imported: torch loads at the first case, after a Julia backend has started
@@ -68,19 +76,27 @@ class TorchBackend:
 
         from ..tensorfiles import read_safetensors
         from ..torch_backend import compile
+        from ..torch_backend.gradients import loss_gradients, trainable_parameters
 
         model = compile(diagram, weights=weights, dtype=getattr(torch, dtype))
         model.eval()
         columns = read_safetensors(batch, "batch")
-        with torch.no_grad():
-            ev = model.evaluate(columns)
-        return Outcome({k: float(v) for k, v in ev.equations.items()}, float(ev.total))
+        grads = None
+        if trainable_parameters(model):
+            ev, found = loss_gradients(model, columns)
+            grads = {k: g.detach().cpu().double().numpy() for k, g in found.items()}
+        else:
+            with torch.no_grad():
+                ev = model.evaluate(columns)
+        return Outcome({k: float(v.detach()) for k, v in ev.equations.items()}, float(ev.total.detach()), grads)
 
 
 class JuliaBackend:
-    """Flux.jl through ``diagrammatic_learning.julia.FluxBackend``; skipped where Julia is not set up."""
+    """Flux.jl through ``diagrammatic_learning.julia.FluxBackend``; skipped where Julia is not set up.
+    Gradients come from Zygote (``loss_gradients`` in Julia) for cases that expect them."""
 
     name = "julia"
+    computes_gradients = True
 
     def __init__(self) -> None:
         self._flux: Any = None
@@ -109,8 +125,12 @@ class JuliaBackend:
         return self._reason
 
     def evaluate(self, diagram: Path, weights: Path, batch: Path, dtype: str) -> Outcome:
-        out = self._flux.evaluate(str(diagram), str(weights), str(batch), dtype=dtype)
-        return Outcome({str(k): float(v) for k, v in dict(out["equations"]).items()}, float(out["total"]))
+        grads = None
+        if (Path(diagram).parent / "gradients.safetensors").is_file():  # a suite case with trainable parameters
+            out, grads = self._flux.gradients(str(diagram), str(weights), str(batch), dtype=dtype)
+        else:
+            out = self._flux.evaluate(str(diagram), str(weights), str(batch), dtype=dtype)
+        return Outcome({str(k): float(v) for k, v in dict(out["equations"]).items()}, float(out["total"]), grads)
 
 
 def make_backends(which: str) -> list[Backend]:

@@ -35,6 +35,11 @@ class SuiteCase:
     def batch(self) -> Path:
         return self.folder / "batch.safetensors"
 
+    @property
+    def gradients(self) -> Path:
+        """Expected gradients (SPEC §9.1); only valid cases with trainable parameters have this file."""
+        return self.folder / "gradients.safetensors"
+
 
 def suite_root() -> Path:
     """The shipped suite: ``conformance/`` in a checkout, ``_data/conformance`` in a wheel."""

@@ -3,7 +3,10 @@
 Agreement is measured by a relative error with an absolute floor (see
 ``relative_error``); a valid case passes when every equation and the total are
 within the tolerance written in its ``expected.json`` for the dtype, and the
-equations have the expected names in the expected order. An invalid case
+equations have the expected names in the expected order, and, where the case
+has ``gradients.safetensors`` and the backend computes gradients, every
+parameter's gradient is within ``gradient_tolerance`` (``gradients.py``; the
+reference backend reports losses only). An invalid case
 passes when the backend raises ``DiagramError`` with the expected code and a
 pointer to the same place.
 """
@@ -18,6 +21,7 @@ from typing import Callable, Iterable
 from ..errors import DiagramError
 from .backends import Backend, Outcome
 from .cases import SuiteCase
+from .gradients import check_gradients, has_gradients
 
 # Below this magnitude an expected value is compared absolutely: |got − want| / FLOOR.
 FLOOR = 1e-6
@@ -40,6 +44,7 @@ class Row:
     passed: bool
     error: float | None  # the largest relative error, for valid cases that ran
     detail: str = ""
+    gradient_error: float | None = None  # the largest relative error of a gradient, where one was compared
 
 
 def check_outcome(case: SuiteCase, got: Outcome, dtype: str) -> tuple[bool, float | None, str]:
@@ -95,7 +100,13 @@ def run_case(backend: Backend, case: SuiteCase, dtype: str) -> Row:
         ok, detail = check_error(case, None)
         return Row(case.name, backend.name, dtype, ok, None, detail)
     ok, error, detail = check_outcome(case, outcome, dtype)
-    return Row(case.name, backend.name, dtype, ok, error, detail)
+    if not has_gradients(case):
+        return Row(case.name, backend.name, dtype, ok, error, detail)
+    if not getattr(backend, "computes_gradients", False):
+        return Row(case.name, backend.name, dtype, ok, error, detail or "losses only")
+    grad_ok, grad_error, grad_detail = check_gradients(case, outcome.gradients, dtype)
+    detail = "; ".join(x for x in (detail, grad_detail) if x)
+    return Row(case.name, backend.name, dtype, ok and grad_ok, error, detail, grad_error)
 
 
 @dataclass
@@ -134,14 +145,15 @@ def run_suite(backends: Iterable[Backend], cases: list[SuiteCase], dtype: str,
     return report
 
 
-HEADER = f"{'case':<52} {'backend':<10} {'dtype':<8} {'max rel. error':>14}  result"
+HEADER = f"{'case':<52} {'backend':<10} {'dtype':<8} {'max rel. error':>14} {'gradient':>9}  result"
 
 
 def format_row(row: Row) -> str:
     error = "-" if row.error is None else f"{row.error:.1e}"
+    gradient = "-" if row.gradient_error is None else f"{row.gradient_error:.1e}"
     result = "pass" if row.passed else "FAIL"
     detail = f"  {row.detail}" if row.detail and (not row.passed or row.error is None) else ""
-    return f"{row.case:<52} {row.backend:<10} {row.dtype:<8} {error:>14}  {result}{detail}"
+    return f"{row.case:<52} {row.backend:<10} {row.dtype:<8} {error:>14} {gradient:>9}  {result}{detail}"
 
 
 def format_summary(report: Report, backends: Iterable[str]) -> list[str]:
@@ -156,5 +168,12 @@ def format_summary(report: Report, backends: Iterable[str]) -> list[str]:
         measured = [r for r in rows if r.error is not None]
         worst = max(measured, key=lambda r: r.error, default=None)
         largest = "none measured" if worst is None else f"largest error {worst.error:.1e} ({worst.case})"
-        lines.append(f"{name}: {passed}/{len(rows)} passed, {len(rows) - passed} failed; {largest}")
+        graded = [r for r in rows if r.gradient_error is not None]
+        worst_gradient = max(graded, key=lambda r: r.gradient_error, default=None)
+        losses_only = any(r.detail == "losses only" for r in rows)
+        gradients = ("losses only, gradients not compared" if worst_gradient is None and losses_only else
+                     "gradients not compared" if worst_gradient is None else
+                     f"{len(graded)} gradients compared, largest gradient error {worst_gradient.gradient_error:.1e} "
+                     f"({worst_gradient.case})")
+        lines.append(f"{name}: {passed}/{len(rows)} passed, {len(rows) - passed} failed; {largest}; {gradients}")
     return lines

@@ -95,6 +95,22 @@ class FluxBackend:
                                                   *values)
         return _evaluation(parse_reply(str(reply)))
 
+    def gradients(self, diagram_path: str | os.PathLike, weights_path: str | os.PathLike,
+                  batch_path: str | os.PathLike, dtype: str = "float64") -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The evaluation (as :meth:`evaluate`) and the gradient of the total with respect to every trainable
+        parameter, by canonical name in the canonical (PyTorch) layout, computed by Zygote in evaluation mode."""
+        import tempfile
+
+        from ..tensorfiles import read_safetensors
+
+        with tempfile.TemporaryDirectory(prefix="dlearn-gradients-") as folder:
+            path = os.path.join(folder, "gradients.safetensors")
+            reply = self._julia.bridge_gradient_files(os.fspath(diagram_path), os.fspath(weights_path),
+                                                      os.fspath(batch_path), _check_dtype(dtype), path)
+            evaluation = _evaluation(parse_reply(str(reply)))
+            grads = read_safetensors(path, "gradients")
+        return evaluation, grads
+
     def evaluate_arrays(self, diagram: Union[str, os.PathLike, Mapping[str, Any], Diagram],
                         weights: Mapping[str, Any], batch: Mapping[str, Any], dtype: str = "float64",
                         externals: Externals | None = None) -> dict[str, Any]:

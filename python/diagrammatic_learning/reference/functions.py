@@ -71,6 +71,7 @@ FUNCTIONS: dict[str, Callable[[Args, Mapping[str, Any], int | None], np.ndarray]
     "normalize": _normalize,
     "add": _add,
     "concat": _concat,
+    "stop_gradient": _identity,  # the identity on values; NumPy has no gradients (SPEC §9.1)
 }
 
 

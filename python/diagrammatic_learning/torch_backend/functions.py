@@ -55,6 +55,7 @@ FUNCTIONS: dict[str, Callable[[Diagram, FunctionArrow, dict[str, Any], torch.dty
     "normalize": _normalize,
     "add": lambda d, a, p, dtype: _add,
     "concat": lambda d, a, p, dtype: (lambda *xs: torch.cat(xs, dim=-1)),
+    "stop_gradient": lambda d, a, p, dtype: torch.Tensor.detach,  # the same values, no gradient to the source
 }
 
 
