@@ -1,9 +1,25 @@
 """The batch checks of SPEC §8, precompiled for one diagram so that a training step pays a few microseconds.
 
-``BatchChecker(diagram)(batch)`` makes exactly the checks of
-``tensorfiles.check_batch`` (same columns, same order, same rules). When any
-fails it hands the batch to ``check_batch`` itself, which reports every problem
-with the shared codes and messages; the fast path only decides "all good".
+``BatchChecker(diagram, embeddings)(batch)`` makes the checks of
+``tensorfiles.check_batch`` (same columns, same rules) plus the index range of
+every column that reaches an ``embedding`` layer, all index ranges folded into
+one bound per column. When any check fails it hands the batch to
+``check_batch`` itself, which reports every problem with the shared codes and
+messages (then to the embedding rule); the fast path only decides "all good".
+
+What one batch costs (SPEC §8 "Per batch"):
+
+- presence, dtype, shape and batch sizes: Python comparisons of metadata,
+  no kernel;
+- index ranges: one min/max reduction per index column. On the CPU each is
+  read back at once (cheaper than stacking them: measured in
+  ``benchmarks/README.md``); on another device all of them are stacked and
+  read back in one transfer, one synchronisation per batch; under
+  ``torch.compile``/``torch.export`` the range test is a device-side assert
+  (``torch._assert_async``), no synchronisation and no graph break.
+- nothing for the ranges when ``values=False``: allowed only when every row of
+  the data source was checked once already (``check_source``), as
+  ``ColumnLoader.for_model`` does.
 """
 
 from __future__ import annotations
@@ -15,10 +31,12 @@ import numpy as np
 import torch
 
 from ..diagram import CategoricalObject, DataArrow, Diagram, TensorObject
+from ..errors import DiagramError
 from ..tensorfiles import as_arrays, check_batch
 
 _FLOATS = (torch.float32, torch.float64, np.dtype("float32"), np.dtype("float64"))
 _INT64 = (torch.int64, np.dtype("int64"))
+_TORCH_FLOATS = (torch.float32, torch.float64)
 
 
 @dataclass(frozen=True)
@@ -46,27 +64,50 @@ def _columns(diagram: Diagram) -> tuple[_Column, ...]:
     return tuple(out)
 
 
-class BatchChecker:
-    """Checks batches against one diagram's data arrows; raises ``DiagramError`` as ``check_batch`` does."""
+def _is_tracing() -> bool:
+    """Inside ``torch.compile`` or ``torch.export`` tracing: no value may be read back on the host."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
-    def __init__(self, diagram: Diagram):
+
+class BatchChecker:
+    """Checks batches against one diagram's data arrows; raises ``DiagramError`` as ``check_batch`` does.
+
+    ``embeddings`` maps a column to ``(num_embeddings, model arrow)`` for every
+    column whose values an ``embedding`` layer reads (the smallest table if
+    several do): its indices must lie in ``[0, num_embeddings)`` too.
+    """
+
+    def __init__(self, diagram: Diagram, embeddings: Mapping[str, tuple[int, str]] | None = None):
         self.diagram = diagram
         self.columns = _columns(diagram)
-        # the hot loop reads plain tuples: (column, data object, rank, per-example shape, allowed dtypes, classes);
-        # classes is None where there is no range to check, also when every example is empty (a 0 in the shape)
+        self.embeddings = dict(embeddings or {})
+        # the hot loop reads plain tuples: (column, data object, rank, per-example shape, allowed dtypes)
         self._rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example,
-                             _INT64 if c.integer else _FLOATS,
-                             None if c.classes is None or 0 in c.per_example else c.classes)
+                             _INT64 if c.integer else _FLOATS)
                             for c in self.columns)
+        # (column, bound): each index column once, with the smallest bound any reader sets; none when every
+        # example is empty (a 0 in the shape): there is nothing to look up
+        bounds: dict[str, int] = {}
+        empty = {c.name for c in self.columns if 0 in c.per_example}
+        for c in self.columns:
+            if c.classes is not None and c.name not in empty:
+                bounds[c.name] = min(bounds.get(c.name, c.classes), c.classes)
+        for name, (num, _) in self.embeddings.items():
+            if name not in empty:
+                bounds[name] = min(bounds.get(name, num), num)
+        self.ranges = tuple(bounds.items())
 
-    def __call__(self, batch: Mapping[str, Any]) -> None:
+    def __call__(self, batch: Mapping[str, Any], values: bool = True) -> None:
         """Return if every column passes; otherwise raise ``check_batch``'s ``DiagramError``.
 
-        One flat loop, no helper calls: it runs before every forward pass. Rank-1
-        columns (labels) need no slice of the shape, which costs as much as the rest.
+        ``values=False`` skips the index ranges (the source was checked row by
+        row before). One flat loop, no helper calls: it runs before every
+        forward pass. Rank-1 columns (labels) need no slice of the shape.
         """
+        if _is_tracing():
+            return self._traced(batch, values)
         sizes: dict[str, int] = {}
-        for name, data_object, rank, per_example, dtypes, classes in self._rules:
+        for name, data_object, rank, per_example, dtypes in self._rules:
             col = batch.get(name)
             if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes \
                     or getattr(col, "is_meta", False):  # a meta tensor has a shape but no values
@@ -75,18 +116,71 @@ class BatchChecker:
             if len(shape) != rank or not shape[0] or (rank > 1 and shape[1:] != per_example) \
                     or sizes.setdefault(data_object, shape[0]) != shape[0]:
                 return self._report(batch)
-            if classes is None:
-                continue
-            if isinstance(col, torch.Tensor):  # int64, so never requires grad; one kernel for both bounds
-                low, high = torch.aminmax(col)
-                if low.item() < 0 or high.item() >= classes:
+        if not values or not self.ranges:
+            return None
+        pending: list[torch.Tensor] = []  # min/max of columns on another device, read back together
+        bounds: list[int] = []
+        for name, bound in self.ranges:
+            col = batch[name]
+            if isinstance(col, np.ndarray):
+                if col.min() < 0 or col.max() >= bound:
                     return self._report(batch)
-            elif col.min() < 0 or col.max() >= classes:
+            elif col.device.type == "cpu":  # int64, so never requires grad; one kernel for both ends
+                low, high = torch.aminmax(col)
+                if low.item() < 0 or high.item() >= bound:
+                    return self._report(batch)
+            else:
+                pending.extend(torch.aminmax(col))
+                bounds.append(bound)
+        if pending:
+            ends = torch.stack(pending).tolist()  # one transfer for every column on the device
+            if any(ends[2 * i] < 0 or ends[2 * i + 1] >= b for i, b in enumerate(bounds)):
                 return self._report(batch)
+        return None
+
+    def _traced(self, batch: Mapping[str, Any], values: bool) -> None:
+        """The same checks while ``torch.compile``/``export`` traces: metadata become guards, ranges an assert."""
+        sizes: dict[str, int] = {}
+        for name, data_object, rank, per_example, dtypes in self._rules:
+            col = batch.get(name)
+            if not isinstance(col, torch.Tensor) or col.dtype not in dtypes:
+                raise DiagramError.one("batch-dtype", f"batch#{name}",
+                                       f"column {name!r}: a compiled diagram takes tensors of the right dtype")
+            shape = tuple(col.shape)
+            if len(shape) != rank or tuple(shape[1:]) != per_example \
+                    or sizes.setdefault(data_object, shape[0]) != shape[0]:
+                raise DiagramError.one("batch-shape", f"batch#{name}",
+                                       f"column {name!r} has shape {list(shape)}, which does not fit the diagram "
+                                       f"(per example {list(per_example)}, one batch size per data object)")
+        if values and self.ranges:
+            ok = None
+            for name, bound in self.ranges:
+                col = batch[name]
+                inside = torch.logical_and(col >= 0, col < bound).all()
+                ok = inside if ok is None else torch.logical_and(ok, inside)
+            torch._assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
+                                    f"its range (columns {', '.join(n for n, _ in self.ranges)})")
+
+    def check_source(self, columns: Mapping[str, Any]) -> None:
+        """Check every row of a data source (column → all its rows) once, ranges included.
+
+        After this, batches cut from these columns need only ``values=False``.
+        """
+        self(columns, values=True)
 
     def _report(self, batch: Mapping[str, Any]) -> None:
         """Some column failed the fast checks: ``check_batch`` finds and reports every problem."""
-        check_batch(self.diagram, self._view(batch))
+        view = self._view(batch)
+        check_batch(self.diagram, view)
+        for name, (num, arrow) in self.embeddings.items():
+            col = view.get(name)
+            if col is None or not np.asarray(col).size:
+                continue
+            low, high = int(np.asarray(col).min()), int(np.asarray(col).max())
+            if low < 0 or high >= num:
+                raise DiagramError.one("batch-index-range", f"batch#{name}",
+                                       f"column {name!r}, read by model {arrow!r}: embedding indices must lie in "
+                                       f"[0, {num}), got values from {low} to {high}")
 
     def _view(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """The read columns as ``check_batch`` can take them: arrays, or CPU tensors without autograd."""

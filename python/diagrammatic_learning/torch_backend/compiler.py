@@ -5,14 +5,16 @@ module per model arrow, by arrow name, so ``m["student"]`` is an ordinary
 module and ``m.state_dict()`` keys are the canonical parameter names
 (``student.layers.0.weight``). Everything that can be decided once (the
 distinct subterms and their order, each equation's distance) is decided at
-compile time; a forward pass checks the batch and runs that plan.
+compile time, and the plan is written out as straight-line code
+(``lowering.py``) that ``torch.compile(m, fullgraph=True)`` traces as one graph.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -26,15 +28,12 @@ from ..limits import check_parameter_count
 from ..tensorfiles import check_weights
 from .architecture import build_module
 from .batch_check import BatchChecker
-from .distances import distance_fn
-from .functions import function_op
+from .lowering import Program, embedding_columns, write
 from .plan import Plan, build_plan
 from .weights import (WeightsSource, arrow_tensors, check_tensors, copy_into, model_arrow, read_weights,
                       save_tensors, to_tensor)
 
 Batch = Mapping[str, Any]
-# step kinds of the compiled program; FUNCTION1 and MODEL1 take one argument, passed without building a list
-DATA, FUNCTION, FUNCTION1, MODEL, MODEL1 = range(5)
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -88,8 +87,10 @@ class CompiledDiagram(nn.ModuleDict):
         for step in self._plan.steps:
             self._plan_counts[step.arrow] += 1
         self._equation_names = tuple(e.name for e in self._equations)
-        # every data arrow's column is checked (SPEC §8), not only those the equations read
-        self._check_batch = BatchChecker(diagram)
+        # every data arrow's column is checked (SPEC §8), not only those the equations read, and the columns
+        # embedding layers read are bounded by their tables
+        self._check_batch = BatchChecker(diagram, embedding_columns(diagram, self._plan))
+        self._check_values = True  # index ranges per batch; off only inside ``values_checked``
         for arrow in diagram.model_arrows():
             if arrow.architecture is not None:
                 self._modules[arrow.name] = build_module(arrow.architecture, self._dtype)
@@ -129,31 +130,19 @@ class CompiledDiagram(nn.ModuleDict):
     # -- building
 
     def _build_ops(self) -> None:
-        """The steps as flat tuples and the equations' distances; function ops and distances depend on the dtype.
+        """Forget the generated code: it bakes in the dtype, the device and which modules are inlined."""
+        self._lowered: Program | None = None
 
-        A step is ``(DATA, column, is_float)``, ``(FUNCTION, op, args)``,
-        ``(FUNCTION1, op, arg)``, ``(MODEL, arrow name, args)`` or ``(MODEL1,
-        arrow name, arg)``: the per-batch loop does no lookups it can avoid.
-        Models are looked up by name on every batch, so ``replace`` needs no
-        rebuild.
-        """
-        d = self._diagram
-        program: list[tuple[int, Any, Any]] = []
-        for step in self._plan.steps:
-            one = len(step.args) == 1
-            if step.kind == "data":
-                program.append((DATA, step.column, step.float_column))
-            elif step.kind == "function":
-                op = function_op(d, d.arrows[step.arrow], self._dtype)
-                program.append((FUNCTION1, op, step.args[0]) if one else (FUNCTION, op, step.args))
-            else:
-                program.append((MODEL1, step.arrow, step.args[0]) if one else (MODEL, step.arrow, step.args))
-        self._program = tuple(program)
-        # (lhs value, rhs value, distance, weight) of each equation, in equation order
-        self._losses = tuple(
-            (e.lhs, e.rhs, distance_fn(e.equation.distance, d.objects[e.equation.object], e.rhs_encoding,
-                                       self._dtype), float(e.equation.weight))
-            for e in self._plan.equations)
+    def _program(self) -> Program:
+        """The plan as code (``lowering.write``), written on first use after any change."""
+        if self._lowered is None:
+            self._lowered = write(self)
+        return self._lowered
+
+    @property
+    def code(self) -> str | None:
+        """The Python source the loss runs (``forward``, ``losses``, ``evaluate``); None for interpreted plans."""
+        return self._program().source
 
     def _bind(self, modules: Mapping[str, nn.Module]) -> None:
         """Bind external arrows (all of them must be given) and any replacements for architecture arrows."""
@@ -200,6 +189,8 @@ class CompiledDiagram(nn.ModuleDict):
             module.train(self.training)
         if isinstance(arrow, ModelArrow) and arrow.external:
             self._unchecked.add(name)
+        if hasattr(self, "_plan"):
+            self._build_ops()  # the new module may not be inlinable
 
     def _set_trainable(self, name: str, trainable: bool) -> None:
         """Whether arrow ``name`` trains: its parameters' ``requires_grad``, and its mode (SPEC §9: a frozen
@@ -224,7 +215,8 @@ class CompiledDiagram(nn.ModuleDict):
             self._device = first.device
             if first.dtype != self._dtype:
                 self._dtype = first.dtype
-                self._build_ops()
+        if hasattr(self, "_plan"):
+            self._build_ops()
         return self
 
     # -- evaluation
@@ -270,62 +262,46 @@ class CompiledDiagram(nn.ModuleDict):
         except DiagramError as e:
             raise self._index_error(position, e) from None
 
-    def _run(self, batch: Batch) -> list[torch.Tensor]:
-        """Every planned term's value on one batch, in plan order.
-
-        The loop runs before every training step, so it is written for speed:
-        locals instead of attributes, and one-argument steps (most of them)
-        take the first branches without building an argument list.
-        """
-        self._check_batch(batch)
-        modules, unchecked, device, dtype = self._modules, self._unchecked, self._device, self._dtype
-        values: list[torch.Tensor] = []
-        append = values.append
-        for kind, a, b in self._program:
-            if kind == MODEL1 and a not in unchecked:
-                try:
-                    append(modules[a](values[b]))
-                except DiagramError as e:
-                    raise self._index_error(len(values), e) from None
-            elif kind == DATA:
-                col = batch[a]
-                # the batch check vetted dtype and shape; a float column still needs the compute dtype
-                if not (isinstance(col, torch.Tensor) and col.device == device and (not b or col.dtype == dtype)):
-                    col = to_tensor(col, dtype if b else None, device)
-                append(col)
-            elif kind == FUNCTION1:
-                append(a(values[b]))
-            elif kind == FUNCTION:
-                append(a(*[values[i] for i in b]))
-            else:
-                append(self._apply_model(a, [values[i] for i in (b if kind == MODEL else (b,))], len(values)))
-        self._last["counts"] = self._plan_counts
-        return values
-
-    def _total(self, values: list[torch.Tensor], distances: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Σ weightₖ · distanceₖ in equation order (SPEC §6.3), 0 without equations; each distance is
-        appended to ``distances`` if given (``forward`` builds no list)."""
-        total: torch.Tensor | None = None
-        for lhs, rhs, distance, weight in self._losses:
-            term = distance(values[lhs], values[rhs])
-            if distances is not None:
-                distances.append(term)
-            if weight != 1.0:
-                term = weight * term
-            total = term if total is None else total + term
-        return torch.zeros((), dtype=self._dtype, device=self._device) if total is None else total
-
     def forward(self, batch: Batch) -> torch.Tensor:
         """The total loss on ``batch`` (column → array or tensor, batch first), a 0-d tensor."""
-        return self._total(self._run(batch))
+        return self._program().forward(self, batch)
+
+    def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The total loss and a detached vector ``[total, d₀, d₁, …]`` of it and each equation's distance.
+
+        What a training loop records, in one tensor: reading it back is one
+        transfer (``fit`` does so every ``PROGRESS_REFRESH_S`` seconds).
+        """
+        return self._program().losses(self, batch)
 
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
-        values = self._run(batch)
-        distances: list[torch.Tensor] = []
-        total = self._total(values, distances)
+        total, distances, values = self._program().evaluate(self, batch)
         return Evaluation(total, dict(zip(self._equation_names, distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
+
+    @contextlib.contextmanager
+    def values_checked(self) -> Iterator["CompiledDiagram"]:
+        """Within this block batches are checked without their index ranges (SPEC §8 "Per batch").
+
+        Only for batches cut from a data source whose every row was checked
+        once against this diagram, with ``check_source`` (``ColumnLoader.for_model``
+        does so; ``fit`` enters this block by itself for such a loader).
+        Presence, dtypes, shapes and batch sizes are still checked per batch.
+        """
+        was, self._check_values = self._check_values, False
+        try:
+            yield self
+        finally:
+            self._check_values = was
+
+    def check_source(self, columns: Mapping[str, Any]) -> None:
+        """Check every row of a data source (column → all its rows): SPEC §8 with the embedding bounds.
+
+        Raises ``DiagramError`` as a batch would; batches cut from checked
+        columns may then run inside ``values_checked``.
+        """
+        self._check_batch.check_source(columns)
 
     # -- weights
 

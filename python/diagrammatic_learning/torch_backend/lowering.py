@@ -1,0 +1,406 @@
+"""A compiled diagram's plan lowered to straight-line Python: one traceable function per way of reading the loss.
+
+The plan (``plan.py``) lists every distinct term once, children first. This
+module turns it into the source of three functions, each ``fn(model, batch)``:
+
+- ``forward``: the total loss;
+- ``losses``: the total and a detached vector ``[total, d₀, d₁, …]`` of the
+  equations' distances (what ``fit`` records), read back at most once a step;
+- ``evaluate``: the total, every distance and every term's value.
+
+The code has no loop and no branch on tensor values: ``torch.compile(model,
+fullgraph=True)`` traces it into one graph and ``torch.export`` exports it.
+Every step is one line:
+
+- a data column: ``v0 = batch['image']`` (moved to the compute dtype and
+  device only when it is not there already);
+- a function arrow: ``v3 = OP[1](v2)``;
+- a model arrow built from its architecture (an ``ArchitectureModule``): its
+  layers called one by one, without the wrapper: ``v4 = L1['0'](v3)``, then the
+  next layer; ``embedding`` is ``F.embedding`` on the layer's weight (the batch
+  check has already bounded its indices), ``lstm`` the layer itself, or under
+  tracing the same recurrence written out (Dynamo does not trace ``nn.LSTM``);
+- any other module (external arrows, replacements): ``model._apply_model``,
+  which checks an external module's first output;
+- a stop-gradient or frozen-call node is one line too: a new step kind adds
+  one case to ``_Writer.step``.
+
+Modules are looked up through ``model._modules`` at every call, so a layer
+swapped inside an arrow's module is used on the next batch; ``replace``,
+``.to()`` and dtype changes write the code again.
+
+Equations with the same distance, object, data object and right-hand
+encoding (``GROUP_MIN`` or more) are computed together by one batched
+distance (``batched_distances.py``); the others one by one. The total sums
+the weighted distances in equation order, as SPEC §6.3 says; a group adds its
+weighted sum at the place of its first equation.
+
+Plans too large to be worth writing out (``CODEGEN_LIMIT`` steps and
+equations) run through ``_Interpreter``, a loop over the same steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..diagram import Architecture, Diagram, ModelArrow
+from .architecture import ArchitectureModule
+from .batched_distances import batched_distance_fn
+from .distances import distance_fn
+from .functions import function_op
+from .layer_modules import LSTM, Embedding
+from .plan import Plan, _int_column
+from .weights import to_tensor
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compiler import CompiledDiagram
+
+GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
+CODEGEN_LIMIT = 20000  # steps + equations above which the plan is interpreted instead of written out
+
+
+# ----------------------------------------------------------------------------- helpers the code calls
+
+
+def tracing() -> bool:
+    """True while ``torch.compile`` or ``torch.export`` traces (a Python bool, decided at trace time)."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def lstm_unrolled(x: torch.Tensor, lstm: torch.nn.LSTM) -> torch.Tensor:
+    """SPEC §4's one-layer ``lstm`` on ``[B, L, in]`` step by step, for tracers that refuse ``nn.LSTM``."""
+    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+    inputs = F.linear(x, w_ih, b_ih)  # every step's input part in one product
+    h = x.new_zeros(x.shape[0], lstm.hidden_size)
+    c = h
+    outs = []
+    for t in range(x.shape[1]):
+        i, f, g, o = (inputs[:, t] + F.linear(h, w_hh, b_hh)).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, dim=1)
+
+
+def embedding_columns(diagram: Diagram, plan: Plan) -> dict[str, tuple[int, str]]:
+    """Column → (smallest ``num_embeddings``, model arrow) for each column an ``embedding`` layer reads.
+
+    An embedding takes int64 and every other layer returns floats, so it is the
+    first layer of an input branch (or of the trunk of a one-source model), and
+    its argument is a column under unary reshapes (``plan._int_column``).
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for step in plan.steps:
+        arrow = diagram.arrows[step.arrow]
+        if not isinstance(arrow, ModelArrow) or arrow.architecture is None:
+            continue
+        arch: Architecture = arrow.architecture
+        firsts = ([arch.layers[0] if arch.layers else None] if arch.combine is None
+                  else [branch[0] if branch else None for branch in (arch.inputs or [[] for _ in step.args])])
+        for arg, layer in zip(step.term.args, firsts):
+            if layer is None or layer.type != "embedding":
+                continue
+            column = _int_column(diagram, arg)
+            num = int(layer.params["num_embeddings"])
+            if column is not None and (column not in out or num < out[column][0]):
+                out[column] = (num, arrow.name)
+    return out
+
+
+# ----------------------------------------------------------------------------- equations
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One addend of the total: a single equation (``group`` None) or a group computed by one kernel."""
+
+    equations: tuple[int, ...]   # positions in the plan's equation order
+    fn: Callable[..., torch.Tensor]
+    weights: tuple[float, ...]
+
+    @property
+    def group(self) -> bool:
+        return len(self.equations) > 1
+
+
+def equation_pieces(model: "CompiledDiagram") -> list[Piece]:
+    """The equations as addends of the total, in the order of each addend's first equation."""
+    d, plan, dtype = model.diagram, model._plan, model.dtype
+    keys: dict[Any, list[int]] = {}
+    for pos, e in enumerate(plan.equations):
+        eq = e.equation
+        key = (eq.distance.name, repr(sorted(eq.distance.params.items())), eq.object, eq.data_object,
+               e.rhs_encoding)
+        keys.setdefault(key, []).append(pos)
+    grouped = {members[0]: members for members in keys.values() if len(members) >= GROUP_MIN}
+    inside = {pos for members in grouped.values() for pos in members}
+    pieces: list[Piece] = []
+    for pos, e in enumerate(plan.equations):
+        eq = e.equation
+        if pos in grouped:
+            members = grouped[pos]
+            fn = batched_distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
+            pieces.append(Piece(tuple(members), fn, tuple(float(plan.equations[i].equation.weight) for i in members)))
+        elif pos not in inside:
+            fn = distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
+            pieces.append(Piece((pos,), fn, (float(eq.weight),)))
+    return pieces
+
+
+# ----------------------------------------------------------------------------- the code
+
+
+@dataclass
+class Program:
+    """The three entry points of one lowering, and the source they were made from (None if interpreted)."""
+
+    forward: Callable[[Any, Any], torch.Tensor]
+    losses: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
+    evaluate: Callable[[Any, Any], tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]]
+    source: str | None
+
+
+class _Writer:
+    """Writes the body shared by the three functions: the batch check, every step, every equation."""
+
+    def __init__(self, model: "CompiledDiagram"):
+        self.model = model
+        self.lines: list[str] = []
+        self.globals: dict[str, Any] = {
+            "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
+            "tracing": tracing, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
+            "CHECK": model._check_batch, "COUNTS": model._plan_counts,
+        }
+        self.tables = 0
+        self.indent = "    "
+
+    def constant(self, prefix: str, value: Any) -> str:
+        name = f"{prefix}{len(self.globals)}"
+        self.globals[name] = value
+        return name
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.indent + line)
+
+    def step(self, i: int) -> None:
+        """The line(s) computing plan step ``i`` into ``v{i}``."""
+        m, step = self.model, self.model._plan.steps[i]
+        args = [f"v{a}" for a in step.args]
+        if step.kind == "data":
+            self.emit(f"v{i} = batch[{step.column!r}]")
+            if step.float_column:
+                self.emit(f"if not isinstance(v{i}, Tensor) or v{i}.dtype != DT or v{i}.device != DEV: "
+                          f"v{i} = to_tensor(v{i}, DT, DEV)")
+            else:
+                self.emit(f"if not isinstance(v{i}, Tensor) or v{i}.device != DEV: v{i} = to_tensor(v{i}, None, DEV)")
+        elif step.kind == "function":
+            d = m.diagram
+            op = self.constant("OP", function_op(d, d.arrows[step.arrow], m.dtype))
+            self.emit(f"v{i} = {op}({', '.join(args)})")
+        else:
+            module = m._modules[step.arrow]
+            if type(module) is ArchitectureModule and step.arrow not in m._unchecked:
+                self.architecture(i, step.arrow, module, args)
+            else:
+                self.emit(f"v{i} = self._apply_model({step.arrow!r}, [{', '.join(args)}], {i})")
+
+    def layers(self, path: str, sequential: torch.nn.Module, x: str) -> str:
+        """Lines applying the layers of ``sequential`` (reached by ``path``) to ``x``; the name of the result."""
+        if not sequential._modules:
+            return x
+        self.tables += 1
+        table = f"L{self.tables}"
+        self.emit(f"{table} = {path}._modules")
+        for key, layer in sequential._modules.items():
+            out = f"t{len(self.lines)}"
+            if type(layer) is Embedding:  # indices bounded by the batch check (embedding_columns)
+                self.emit(f"{out} = F_embedding({x}, {table}[{key!r}].weight)")
+            elif type(layer) is LSTM:
+                self.emit(f"{out} = lstm_unrolled({x}, {table}[{key!r}]) if tracing() else {table}[{key!r}]({x})")
+            else:
+                self.emit(f"{out} = {table}[{key!r}]({x})")
+            x = out
+        return x
+
+    def architecture(self, i: int, name: str, module: ArchitectureModule, args: list[str]) -> None:
+        """An ``ArchitectureModule`` inlined: branches, combine, trunk, as ``ArchitectureModule.forward`` does.
+
+        If hooks are registered on the arrow's module (at the time of the call) it is called as a module.
+        """
+        self.tables += 1
+        arrow = f"A{self.tables}"
+        self.emit(f"M{self.tables} = self._modules[{name!r}]")
+        self.emit(f"if M{self.tables}._forward_hooks or M{self.tables}._forward_pre_hooks "
+                  f"or M{self.tables}._backward_hooks or M{self.tables}._backward_pre_hooks:")
+        self.emit(f"    v{i} = M{self.tables}({', '.join(args)})")
+        self.emit("else:")
+        self.indent += "    "
+        self.emit(f"{arrow} = M{self.tables}._modules")
+        self.inline(i, arrow, module, args)
+        self.indent = self.indent[:-4]
+
+    def inline(self, i: int, arrow: str, module: ArchitectureModule, args: list[str]) -> None:
+        xs = list(args)
+        if module.combine is not None and module.inputs is not None:
+            xs = [self.layers(f"{arrow}['inputs']._modules[{str(k)!r}]", branch, x)
+                  for k, (branch, x) in enumerate(zip(module.inputs, xs))]
+        if module.combine is None:
+            x = xs[0]
+        elif module.combine == "concat":
+            x = f"torch.cat(({', '.join(xs)},), dim=-1)"
+        elif module.combine == "add":
+            x = " + ".join(xs)
+        else:  # prepend: [B, F] and [B, L, F] → [B, L+1, F]
+            x = f"torch.cat(({xs[0]}.unsqueeze(1), {xs[1]}), dim=1)"
+        if x not in xs:
+            self.emit(f"c{i} = {x}")
+            x = f"c{i}"
+        self.emit(f"v{i} = {self.layers(f'{arrow}[' + repr('layers') + ']', module.layers, x)}")
+
+    def equations(self, pieces: Sequence[Piece]) -> list[str]:
+        """Lines computing each piece into ``p{k}``; returns the distance expression of each equation."""
+        plan = self.model._plan
+        distances = [""] * len(plan.equations)
+        addends = []
+        for k, piece in enumerate(pieces):
+            fn = self.constant("D", piece.fn)
+            eqs = [plan.equations[e] for e in piece.equations]
+            if piece.group:
+                lhs = ", ".join(f"v{e.lhs}" for e in eqs)
+                rhs = ", ".join(f"v{e.rhs}" for e in eqs)
+                self.emit(f"p{k} = {fn}(torch.stack(({lhs},)), torch.stack(({rhs},)))")
+                for j, e in enumerate(piece.equations):
+                    distances[e] = f"p{k}[{j}]"
+                if all(w == 1.0 for w in piece.weights):
+                    addends.append(f"p{k}.sum()")
+                else:
+                    w = self.constant("W", torch.tensor(piece.weights, dtype=self.model.dtype,
+                                                        device=self.model.device))
+                    addends.append(f"(p{k} * {w}).sum()")
+            else:
+                self.emit(f"p{k} = {fn}(v{eqs[0].lhs}, v{eqs[0].rhs})")
+                distances[piece.equations[0]] = f"p{k}"
+                w = piece.weights[0]
+                addends.append(f"p{k}" if w == 1.0 else f"{w!r} * p{k}")
+        if addends:
+            self.emit(f"total = {' + '.join(addends)}")
+        else:
+            self.emit("total = torch.zeros((), dtype=DT, device=DEV)")
+        self.pieces_stats(pieces, distances)
+        return distances
+
+    def pieces_stats(self, pieces: Sequence[Piece], distances: list[str]) -> None:
+        """The expression of ``[total, d₀, d₁, …]``, kept for ``losses``."""
+        if not any(p.group for p in pieces):
+            self.stats = f"torch.stack((total, {''.join(d + ', ' for d in distances)}))"
+            return
+        parts, order = ["total.reshape(1)"], []
+        for k, piece in enumerate(pieces):
+            parts.append(f"p{k}" if piece.group else f"p{k}.reshape(1)")
+            order.extend(piece.equations)
+        self.stats = f"torch.cat(({', '.join(parts)},))"
+        if order != sorted(order):
+            where = {e: 1 + j for j, e in enumerate(order)}
+            perm = self.constant("PERM", torch.tensor([0] + [where[e] for e in range(len(order))],
+                                                      device=self.model.device))
+            self.stats += f"[{perm}]"
+
+
+def write(model: "CompiledDiagram") -> Program:
+    """The model's plan as generated code (or, above ``CODEGEN_LIMIT``, the interpreter)."""
+    plan = model._plan
+    pieces = equation_pieces(model)
+    if len(plan.steps) + len(plan.equations) > CODEGEN_LIMIT:
+        return _Interpreter(model, pieces).program()
+    w = _Writer(model)
+    w.emit("CHECK(batch, self._check_values)")
+    for i in range(len(plan.steps)):
+        w.step(i)
+    distances = w.equations(pieces)
+    w.emit('self._last["counts"] = COUNTS')
+    body = "\n".join(w.lines)
+    values = "".join(f"v{i}, " for i in range(len(plan.steps)))
+    source = (f"def forward(self, batch):\n{body}\n    return total\n\n"
+              f"def losses(self, batch):\n{body}\n    with torch.no_grad():\n        stats = {w.stats}\n"
+              f"    return total, stats\n\n"
+              f"def evaluate(self, batch):\n{body}\n"
+              f"    return total, [{''.join(d + ', ' for d in distances)}], [{values}]\n")
+    namespace = dict(w.globals)
+    exec(compile(source, f"<diagram {model.diagram.name}>", "exec"), namespace)  # noqa: S102 - our own code
+    return Program(namespace["forward"], namespace["losses"], namespace["evaluate"], source)
+
+
+class _Interpreter:
+    """The same computation as a loop over the steps, for plans too large to write out as code."""
+
+    def __init__(self, model: "CompiledDiagram", pieces: list[Piece]):
+        m, d = model, model.diagram
+        self.pieces = pieces
+        self.n_equations = len(m._plan.equations)
+        self.program_steps: list[tuple[str, Any, Any]] = []
+        for step in m._plan.steps:
+            if step.kind == "data":
+                self.program_steps.append(("data", step.column, step.float_column))
+            elif step.kind == "function":
+                self.program_steps.append(("function", function_op(d, d.arrows[step.arrow], m.dtype), step.args))
+            else:
+                self.program_steps.append(("model", step.arrow, step.args))
+        self.equations = m._plan.equations
+
+    def values(self, model: Any, batch: Any) -> list[torch.Tensor]:
+        model._check_batch(batch, model._check_values)
+        dtype, device = model.dtype, model.device
+        values: list[torch.Tensor] = []
+        for kind, a, b in self.program_steps:
+            if kind == "data":
+                col = batch[a]
+                if not (isinstance(col, torch.Tensor) and col.device == device and (not b or col.dtype == dtype)):
+                    col = to_tensor(col, dtype if b else None, device)
+                values.append(col)
+            elif kind == "function":
+                values.append(a(*[values[i] for i in b]))
+            else:
+                values.append(model._apply_model(a, [values[i] for i in b], len(values)))
+        model._last["counts"] = model._plan_counts
+        return values
+
+    def total(self, model: Any, values: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        distances: list[torch.Tensor | None] = [None] * self.n_equations
+        total: torch.Tensor | None = None
+        for piece in self.pieces:
+            eqs = [self.equations[e] for e in piece.equations]
+            if piece.group:
+                got = piece.fn(torch.stack([values[e.lhs] for e in eqs]), torch.stack([values[e.rhs] for e in eqs]))
+                for j, e in enumerate(piece.equations):
+                    distances[e] = got[j]
+                w = torch.tensor(piece.weights, dtype=got.dtype, device=got.device)
+                term = got.sum() if all(x == 1.0 for x in piece.weights) else (got * w).sum()
+            else:
+                term = piece.fn(values[eqs[0].lhs], values[eqs[0].rhs])
+                distances[piece.equations[0]] = term
+                if piece.weights[0] != 1.0:
+                    term = piece.weights[0] * term
+            total = term if total is None else total + term
+        if total is None:
+            total = torch.zeros((), dtype=model.dtype, device=model.device)
+        return total, distances  # type: ignore[return-value]
+
+    def program(self) -> Program:
+        def forward(model: Any, batch: Any) -> torch.Tensor:
+            return self.total(model, self.values(model, batch))[0]
+
+        def losses(model: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+            total, distances = self.total(model, self.values(model, batch))
+            with torch.no_grad():
+                return total, torch.stack([total, *distances])
+
+        def evaluate(model: Any, batch: Any) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+            values = self.values(model, batch)
+            total, distances = self.total(model, values)
+            return total, distances, values
+
+        return Program(forward, losses, evaluate, None)
