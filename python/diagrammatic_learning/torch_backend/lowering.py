@@ -71,11 +71,14 @@ def tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
-def lstm_unrolled(x: torch.Tensor, lstm: torch.nn.LSTM) -> torch.Tensor:
-    """SPEC §4's one-layer ``lstm`` on ``[B, L, in]`` step by step, for tracers that refuse ``nn.LSTM``."""
-    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+def lstm_unrolled(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                  b_hh: torch.Tensor) -> torch.Tensor:
+    """SPEC §4's one-layer ``lstm`` on ``[B, L, in]`` step by step, for tracers that refuse ``nn.LSTM``.
+
+    It takes the parameters, not the module: Dynamo refuses to touch an ``nn.LSTM`` at all.
+    """
     inputs = F.linear(x, w_ih, b_ih)  # every step's input part in one product
-    h = x.new_zeros(x.shape[0], lstm.hidden_size)
+    h = x.new_zeros(x.shape[0], w_hh.shape[1])
     c = h
     outs = []
     for t in range(x.shape[1]):
@@ -220,7 +223,10 @@ class _Writer:
             if type(layer) is Embedding:  # indices bounded by the batch check (embedding_columns)
                 self.emit(f"{out} = F_embedding({x}, {table}[{key!r}].weight)")
             elif type(layer) is LSTM:
-                self.emit(f"{out} = lstm_unrolled({x}, {table}[{key!r}]) if tracing() else {table}[{key!r}]({x})")
+                # traced: the parameters as they are now (``replace`` and ``.to()`` write the code again)
+                weights = self.constant("P", (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0,
+                                              layer.bias_hh_l0))
+                self.emit(f"{out} = lstm_unrolled({x}, *{weights}) if tracing() else {table}[{key!r}]({x})")
             else:
                 self.emit(f"{out} = {table}[{key!r}]({x})")
             x = out
