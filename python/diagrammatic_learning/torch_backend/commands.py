@@ -239,7 +239,9 @@ def _train_here(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = compile(diagram, dtype=args.dtype, device=device)
     load_inits(model, inits)
-    loader = ColumnLoader(tables, args.batch_size, seed=args.seed, rank=rank, world_size=world_size)
+    loader = ColumnLoader.for_model(model, tables, args.batch_size, seed=args.seed, source=args.data)
+    if world_size > 1:
+        loader = loader.sharded(rank, world_size)
     if main:
         shards = f", {world_size} processes of {args.batch_size} examples per step" if world_size > 1 else ""
         print(f"training {args.diagram} on {args.data} ({' + '.join(map(str, loader.sizes))} rows), "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -234,13 +234,26 @@ def _rows(table: Table) -> int:
     return len(next(iter(table.values())))
 
 
+def _column_tensor(values: np.ndarray, dtype: torch.dtype | None) -> torch.Tensor:
+    """A column as a contiguous tensor; float columns in ``dtype`` when it is given."""
+    t = torch.from_numpy(np.ascontiguousarray(values))
+    return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+
 class ColumnLoader:
     """An iterable of batches (dicts column → torch tensor) drawn from aligned tables.
 
     One epoch is one pass over the largest table in batches of ``batch_size``
     rows (shuffled with ``seed`` if ``shuffle``); each other table yields a
     batch of ``min(batch_size, rows)`` rows at every step, cycling through
-    reshuffled passes of its own. Columns keep their NumPy dtypes.
+    reshuffled passes of its own. Columns keep their NumPy dtypes unless
+    ``dtype`` is given: float columns are then converted to it once, here.
+    ``columns``: keep only these (a batch copies only what is read).
+    ``pin_memory``: batches are gathered into page-locked memory, so that
+    moving them to a CUDA device can overlap compute (ignored without CUDA).
+
+    ``ColumnLoader.for_model(model, tables)`` sets all three for a compiled
+    diagram and checks every row once, so its batches need no range check.
 
     Sharded (``rank``, ``world_size`` > 1, or ``sharded``), it is one rank's
     part of a distributed epoch, with ``DistributedSampler``'s semantics: every
@@ -256,16 +269,23 @@ class ColumnLoader:
     mapped: a rank reads only the rows of its own batches.
     """
 
+    checked_for: object = None  # the BatchChecker that checked every row (``for_model``), or None
+
     def __init__(self, tables: list[Table] | Table, batch_size: int = 64, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = False, rank: int = 0, world_size: int = 1):
+                 drop_last: bool = False, rank: int = 0, world_size: int = 1, *,
+                 columns: Iterable[str] | None = None, dtype: torch.dtype | None = None, pin_memory: bool = False):
         tables = [tables] if isinstance(tables, Mapping) else list(tables)
+        if columns is not None:
+            keep = set(columns)
+            tables = [t for t in ({k: v for k, v in t.items() if k in keep} for t in tables) if t]
         if not tables or any(not t for t in tables):
             raise ValueError("ColumnLoader needs at least one non-empty table")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size), got rank {rank} of world_size {world_size}")
-        self.tables = [{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.items()} for t in tables]
+        self.tables = [{k: _column_tensor(v, dtype) for k, v in t.items()} for t in tables]
+        self.pin_memory = pin_memory and torch.cuda.is_available()
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
@@ -290,6 +310,31 @@ class ColumnLoader:
     def _shard_rows(self) -> int:
         """How many rows of the largest table this rank reads per epoch (padded like ``DistributedSampler``)."""
         return -(-self.sizes[self.lead] // self.world_size)
+
+    @classmethod
+    def for_model(cls, model: Any, tables: list[Table] | Table, batch_size: int = 64, shuffle: bool = True,
+                  seed: int = 0, drop_last: bool = False, source: str = "data") -> "ColumnLoader":
+        """A loader of the columns ``model`` (a ``CompiledDiagram``) reads, every row checked once.
+
+        The tables are cut to the read columns and checked (``columns_for``:
+        presence, dtypes, shapes, class indices, one table per data object),
+        then every row against the model's own per-batch rules, embedding
+        ranges included (``model.check_source``); float columns are converted
+        to the model's dtype once, and batches are pinned for a CUDA model.
+        ``fit`` sees ``checked_for`` and skips the per-batch range check.
+        """
+        checked = columns_for(model.diagram, [tables] if isinstance(tables, Mapping) else list(tables), source)
+        model.check_source({k: v for t in checked for k, v in t.items()})
+        loader = cls(checked, batch_size, shuffle, seed, drop_last, dtype=model.dtype,
+                     pin_memory=model.device.type == "cuda")
+        loader.checked_for = model._check_batch
+        return loader
+
+    def _take(self, values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if not self.pin_memory:
+            return values.index_select(0, rows)
+        out = torch.empty((len(rows),) + tuple(values.shape[1:]), dtype=values.dtype, pin_memory=True)
+        return torch.index_select(values, 0, rows, out=out)
 
     def __len__(self) -> int:
         n = self._shard_rows()
@@ -321,4 +366,5 @@ class ColumnLoader:
         for step in range(len(self)):
             rows = {self.lead: order[step * self.batch_size:(step + 1) * self.batch_size]}
             rows.update({k: next(it) for k, it in others.items()})
-            yield {col: values[rows[k]] for k, table in enumerate(self.tables) for col, values in table.items()}
+            yield {col: self._take(values, rows[k]) for k, table in enumerate(self.tables)
+                   for col, values in table.items()}

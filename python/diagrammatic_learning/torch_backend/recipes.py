@@ -35,7 +35,7 @@ def train_on_digits(model: CompiledDiagram | Source, epochs: int, batch_size: in
     if not isinstance(model, CompiledDiagram):
         torch.manual_seed(seed)
         model = compile(model)
-    history = fit(model, ColumnLoader(digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
+    history = fit(model, ColumnLoader.for_model(model, digits("train"), batch_size, seed=seed), epochs=epochs, lr=lr,
                   progress=progress, **fit_options)
     return model, history
 

@@ -6,6 +6,7 @@ does a user can do in their own loop.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -51,10 +52,6 @@ def _means(names: list[str], sums: torch.Tensor, count: int) -> dict[str, float]
     return out
 
 
-def _losses(total: torch.Tensor, equations: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.stack([total.detach(), *(d.detach() for d in equations.values())])
-
-
 def mean_losses(model: CompiledDiagram, data: Iterable[Batch]) -> dict[str, float]:
     """Each equation's mean distance and the mean ``"total"`` over ``data``, in evaluation mode, without gradients."""
     sums, count = _loss_sums(model, data)
@@ -71,8 +68,7 @@ def _loss_sums(model: CompiledDiagram, data: Iterable[Batch]) -> tuple[torch.Ten
     try:
         with torch.no_grad():
             for batch in data:
-                ev = model.evaluate(batch)
-                losses = _losses(ev.total, ev.equations)
+                losses = model.losses(batch)[1]
                 sums = losses if sums is None else sums + losses
                 count += 1
     finally:
@@ -129,6 +125,12 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
     history is over all ranks, and only rank 0 draws the bar and writes
     checkpoints (see ``torch_backend.distributed``). Every rank must call
     ``fit``; the set of trainable arrows is fixed for the call.
+
+    Each step reads ``model.losses`` (the total and a detached vector of the
+    distances); nothing is read back to the host but every
+    ``PROGRESS_REFRESH_S`` seconds and at the end of an epoch. A loader made
+    by ``ColumnLoader.for_model(model, ...)`` has checked every row already, so
+    its batches skip the per-batch index range check (``values_checked``).
     """
     if not isinstance(model, CompiledDiagram):
         model = compile(model)
@@ -148,36 +150,41 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
         checkpoints.mkdir(parents=True, exist_ok=True)
     history = History()
     was_training = model.training
+    checked = getattr(data, "checked_for", None) is model._check_batch
     try:
         for epoch in range(1, epochs + 1):
             model.train()
-            sums, count, totals = None, 0, []
+            count, rows, partial, summed = 0, [], None, 0
             bar = tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
                        desc=f"epoch {epoch}/{epochs}", leave=True,
                        disable=None if progress and main else True)  # None: a bar on terminals, not in logs
             shown = time.monotonic()
-            for batch in (data if session is None else session.batches(data, epoch)):
-                if session is None:
-                    ev = model.evaluate(batch)
-                    total, equations = ev.total, ev.equations
-                    if not total.requires_grad:
-                        raise ValueError("the loss does not depend on any trainable parameter")
-                else:
-                    total, equations = session.evaluate(batch)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                losses = _losses(total, equations)
-                sums = losses if sums is None else sums + losses
-                totals.append(losses[0])
-                count += 1
-                bar.update()
-                if progress and time.monotonic() - shown >= PROGRESS_REFRESH_S:
-                    bar.set_postfix(_means(names, sums, count), refresh=False)
-                    shown = time.monotonic()
-            if sums is None:
+            with model.values_checked() if checked else contextlib.nullcontext():
+                for batch in (data if session is None else session.batches(data, epoch)):
+                    if session is None:
+                        total, losses = model.losses(batch)
+                        if not total.requires_grad:
+                            raise ValueError("the loss does not depend on any trainable parameter")
+                    else:
+                        total, equations = session.evaluate(batch)
+                        with torch.no_grad():
+                            losses = torch.stack([total.detach(), *(d.detach() for d in equations.values())])
+                    opt.zero_grad(set_to_none=True)
+                    total.backward()
+                    opt.step()
+                    rows.append(losses)  # summed when read: no kernel per step
+                    count += 1
+                    bar.update()
+                    if progress and time.monotonic() - shown >= PROGRESS_REFRESH_S:
+                        partial = torch.stack(rows[summed:]).sum(0) + (0 if partial is None else partial)
+                        summed = len(rows)
+                        bar.set_postfix(_means(names, partial, count), refresh=False)
+                        shown = time.monotonic()
+            if not rows:
                 bar.close()
                 raise ValueError("the data yielded no batches")
+            stacked = torch.stack(rows)
+            sums, totals = stacked.sum(0), list(stacked[:, 0])
             if session is not None:
                 sums, count, totals = session.reduce_epoch(sums, count, totals)
             means = _means(names, sums, count)
