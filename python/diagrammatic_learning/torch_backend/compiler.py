@@ -98,6 +98,7 @@ class CompiledDiagram(nn.ModuleDict):
         for name in self._frozen:
             self._set_trainable(name, False)
         self.to(self._device)
+        self._ready = True
         self._build_ops()
 
     # -- what it is
@@ -130,8 +131,11 @@ class CompiledDiagram(nn.ModuleDict):
     # -- building
 
     def _build_ops(self) -> None:
-        """Forget the generated code: it bakes in the dtype, the device and which modules are inlined."""
-        self._lowered: Program | None = None
+        """Write the code again: it bakes in the dtype, the device and which modules are inlined.
+
+        Written at once (not on the next batch), so that ``torch.compile`` never traces the writing.
+        """
+        self._lowered: Program | None = write(self) if getattr(self, "_ready", False) else None
 
     def _program(self) -> Program:
         """The plan as code (``lowering.write``), written on first use after any change."""

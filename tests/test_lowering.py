@@ -1,0 +1,312 @@
+"""The compiled loss as generated code (``lowering.py``): the numbers of the plan run step by step, one graph for
+``torch.compile``, equations batched within rounding, the batch check folded and skippable once per source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from diagrammatic_learning import Diagram, Distance, layer
+from diagrammatic_learning.errors import DiagramError
+from diagrammatic_learning.reference import layers as ref_layers
+from diagrammatic_learning.tensorfiles import read_safetensors
+from diagrammatic_learning.torch_backend import build_module, compile, fit
+from diagrammatic_learning.torch_backend import lowering
+from diagrammatic_learning.torch_backend.data import ColumnLoader, digits
+from diagrammatic_learning.torch_backend.distances import distance_fn
+from diagrammatic_learning.torch_backend.functions import function_op
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+CASES = sorted(p for p in (ROOT / "conformance" / "cases").iterdir() if (p / "diagram.json").is_file())
+F64 = torch.float64
+
+
+def step_by_step_loss(m, batch) -> torch.Tensor:
+    """The loss as the compiler computed it before lowering: each plan step in turn, each arrow's module called
+    as a module (through its wrapper), each distance on its own, summed in equation order (SPEC §6.3)."""
+    d = m.diagram
+    values: list[torch.Tensor] = []
+    for step in m._plan.steps:
+        if step.kind == "data":
+            col = torch.as_tensor(np.asarray(batch[step.column]) if not isinstance(batch[step.column], torch.Tensor)
+                                  else batch[step.column])
+            values.append(col.to(m.dtype) if step.float_column else col)
+        elif step.kind == "function":
+            values.append(function_op(d, d.arrows[step.arrow], m.dtype)(*[values[i] for i in step.args]))
+        else:
+            values.append(m[step.arrow](*[values[i] for i in step.args]))
+    total = None
+    for e in m._plan.equations:
+        eq = e.equation
+        term = distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, m.dtype)(values[e.lhs], values[e.rhs])
+        if eq.weight != 1.0:
+            term = float(eq.weight) * term
+        total = term if total is None else total + term
+    return torch.zeros((), dtype=m.dtype) if total is None else total
+
+
+def loss_and_grads(m, fn, batch) -> tuple[float, list[torch.Tensor | None]]:
+    m.zero_grad(set_to_none=True)
+    loss = fn(batch)
+    if loss.requires_grad:
+        loss.backward()
+    return loss.item(), [None if p.grad is None else p.grad.clone() for p in m.parameters()]
+
+
+def assert_same(m, batch, exact: bool = True) -> None:
+    got, got_grads = loss_and_grads(m, m, batch)
+    want, want_grads = loss_and_grads(m, lambda b: step_by_step_loss(m, b), batch)
+    if exact:
+        assert got == want
+    else:
+        assert got == pytest.approx(want, rel=1e-13, abs=1e-15)
+    for g, w in zip(got_grads, want_grads):
+        assert (g is None) == (w is None)
+        if g is not None:
+            if exact:
+                assert torch.equal(g, w)
+            else:
+                torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-14)
+
+
+def digits_batch(size: int = 32) -> dict[str, torch.Tensor]:
+    return next(iter(ColumnLoader(digits("train"), size, seed=3)))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_has_the_same_loss_and_gradients_as_step_by_step_in_float64(path):
+    torch.manual_seed(0)
+    m = compile(path, dtype=F64).eval()  # dropout is random in training
+    assert_same(m, digits_batch())
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.name)
+def test_every_conformance_case_has_the_same_loss_and_gradients_as_step_by_step(case):
+    diagram = json.loads((case / "diagram.json").read_text())
+    weights = case / "weights.safetensors"
+    m = compile(diagram, weights=weights if weights.is_file() else None, dtype=F64).eval()
+    batch = read_safetensors(case / "batch.safetensors", "batch")
+    # elu (F.elu), symmetrically padded pools (PyTorch's padding) and grouped equations (one kernel, a
+    # different summation order) are new kernels: equal within rounding; everything else bit for bit
+    types = {lay.get("type") for a in diagram["arrows"] for lay in _layers(a)}
+    grouped = any(p.group for p in lowering.equation_pieces(m))
+    assert_same(m, batch, exact=not types & {"elu", "max_pool2d", "avg_pool2d"} and not grouped)
+
+
+def _layers(arrow: dict) -> list[dict]:
+    arch = arrow.get("architecture") or {}
+    return list(arch.get("layers", [])) + [lay for branch in arch.get("inputs") or [] for lay in branch]
+
+
+def test_single_input_models_run_their_layers_without_the_wrapper():
+    m = compile(ROOT / "examples" / "supervised.json")
+    code = m.code
+    assert "F_embedding" not in code and "_apply_model" not in code
+    assert "['layers']._modules" in code  # the layers are called one by one
+    calls = []
+    m["classifier"].register_forward_hook(lambda *_: calls.append(1))  # a hook on the arrow: called as a module
+    m(digits_batch())
+    assert calls == [1]
+
+
+# ----------------------------------------------------------------------------- one graph
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_torch_compile_sees_one_graph_without_breaks(path):
+    torch._dynamo.reset()
+    m = compile(path)
+    explained = torch._dynamo.explain(m)(digits_batch(8))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_fullgraph_compile_trains_and_matches_eager_and_asserts_index_ranges():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    m = compile(ROOT / "examples" / "captioning.json", dtype=F64).eval()
+    b = digits_batch(8)
+    compiled = torch.compile(m, fullgraph=True, backend="eager")
+    got = compiled(b)
+    got.backward()
+    assert got.item() == pytest.approx(m(b).item(), rel=1e-12)  # traced: the LSTM is written out step by step
+    bad = dict(b, caption_in=b["caption_in"].clone())
+    bad["caption_in"][0, 0] = 16  # the embedding has 16 rows
+    with pytest.raises(RuntimeError, match="batch-index-range"):
+        compiled(bad)
+    with pytest.raises(DiagramError) as e:
+        m(bad)
+    assert (e.value.code, e.value.pointer) == ("batch-index-range", "batch#caption_in")
+
+
+@pytest.mark.parametrize("name", ["supervised", "captioning"])
+def test_torch_export_gives_the_same_loss(name):
+    torch.manual_seed(0)
+    m = compile(ROOT / "examples" / f"{name}.json", dtype=F64).eval()
+    b = digits_batch(8)
+    exported = torch.export.export(m, (b,))
+    assert exported.module()(b).item() == pytest.approx(m(b).item(), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- batched equations
+
+
+def fan_out(target_kind: str, distance: Distance, encoding: str | None = None, heads: int = 5) -> Diagram:
+    """``heads`` models from X to one object O beside a data arrow into O: 5 equations head(x) = t (one of them
+    weighted 0.25) and 10 equations head(x) = head(x); each set shares a distance, so each is one group."""
+    d = Diagram("fan_out")
+    d.data("D")
+    d.tensor("X", [6], "float64")
+    if target_kind == "tensor":
+        d.tensor("O", [3], "float64", distance=distance)
+    else:
+        d.categorical("O", classes=4, distance=distance)
+    d.data_arrow("x", "D", "X", "x")
+    d.data_arrow("t", "D", "O", "t", encoding=encoding)
+    for i in range(heads):
+        d.model(f"h{i}", "X", "O", [layer("linear", in_features=6, out_features=3 if target_kind == "tensor" else 4)])
+    d.equation("h1(x)", "t", weight=0.25)
+    return d
+
+
+def fan_out_batch(target_kind: str, encoding: str | None) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(7, 6))
+    if target_kind == "tensor":
+        t = rng.uniform(size=(7, 3))  # in [0, 1] for bce_logits
+    elif encoding == "index":
+        t = rng.integers(0, 4, size=7)
+    else:
+        t = rng.dirichlet(np.ones(4), size=7)
+    return {"x": x, "t": t}
+
+
+DISTANCES = [
+    ("tensor", Distance("mse", {}), None),
+    ("tensor", Distance("l1", {}), None),
+    ("tensor", Distance("huber", {"delta": 0.3}), None),
+    ("tensor", Distance("cosine", {"eps": 1e-8}), None),
+    ("tensor", Distance("bce_logits", {}), None),
+    ("categorical", Distance("cross_entropy", {"label_smoothing": 0.1}), "index"),
+    ("categorical", Distance("cross_entropy", {"label_smoothing": 0.0}), "probabilities"),
+    ("categorical", Distance("kl_div", {"temperature": 2.0}), "index"),
+    ("categorical", Distance("kl_div", {"temperature": 1.0}), "probabilities"),
+]
+
+
+@pytest.mark.parametrize("kind, distance, encoding", DISTANCES, ids=lambda v: getattr(v, "name", str(v)))
+def test_equations_sharing_a_distance_run_as_one_group_equal_to_each_alone(kind, distance, encoding):
+    torch.manual_seed(0)
+    m = compile(fan_out(kind, distance, encoding), dtype=F64)
+    pieces = lowering.equation_pieces(m)
+    assert sorted(len(p.equations) for p in pieces) == [5, 10]  # head = t, head = head
+    assert m.code.count("torch.stack((v") == 4  # two groups, both sides stacked
+    b = fan_out_batch(kind, encoding)
+    ev = m.evaluate(b)
+    for e in m._plan.equations:  # each distance as the one-equation kernel computes it
+        eq = e.equation
+        alone = distance_fn(eq.distance, m.diagram.objects[eq.object], e.rhs_encoding, F64)(
+            ev.terms[str(eq.lhs)], ev.terms[str(eq.rhs)])
+        assert ev.equations[eq.name].item() == pytest.approx(alone.item(), rel=1e-14, abs=1e-15)
+    assert_same(m, b, exact=False)
+    total, stats = m.losses(b)
+    assert stats.tolist() == pytest.approx([total.item(), *(d.item() for d in ev.equations.values())], rel=1e-15)
+
+
+def test_plans_too_large_to_write_out_are_interpreted_with_the_same_numbers(monkeypatch):
+    torch.manual_seed(0)
+    d = fan_out("categorical", Distance("cross_entropy", {"label_smoothing": 0.0}), "index")
+    b = fan_out_batch("categorical", "index")
+    m = compile(d, dtype=F64)
+    written = m.evaluate(b)
+    monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 0)
+    m._build_ops()
+    assert m.code is None
+    interpreted = m.evaluate(b)
+    assert interpreted.total.item() == pytest.approx(written.total.item(), rel=1e-15)
+    assert [v.item() for v in interpreted.equations.values()] == \
+        pytest.approx([v.item() for v in written.equations.values()], rel=1e-15)
+
+
+# ----------------------------------------------------------------------------- the batch check
+
+
+def test_index_columns_are_checked_once_each_with_embedding_ranges_folded_in(monkeypatch):
+    m = compile(ROOT / "examples" / "captioning.json")
+    assert dict(m._check_batch.ranges) == {"caption_out": 16, "caption_in": 16}
+    calls = []
+    real = torch.aminmax
+    monkeypatch.setattr(torch, "aminmax", lambda *a, **k: calls.append(1) or real(*a, **k))
+    b = digits_batch(8)
+    m(b)
+    assert len(calls) == 2  # one reduction per index column, none inside the embedding
+    calls.clear()
+    with m.values_checked():
+        m(b)
+    assert calls == []  # a checked source: no range check per batch
+    m(b)
+    assert len(calls) == 2  # back to checking after the block
+
+
+def test_a_checked_source_is_checked_row_by_row_once_including_embedding_ranges():
+    m = compile(ROOT / "examples" / "captioning.json", dtype=F64)
+    tables = digits("train")
+    loader = ColumnLoader.for_model(m, tables, batch_size=16, seed=0)
+    assert loader.checked_for is m._check_batch
+    b = next(iter(loader))
+    assert set(b) == {"image", "caption_in", "caption_out"}  # only what the diagram reads
+    assert b["image"].dtype == F64 and b["caption_in"].dtype == torch.int64  # converted once, in the loader
+    history = fit(m, loader, epochs=1, progress=False)
+    assert len(history.steps) == len(loader)
+    bad = [dict(tables[0]), tables[1]]
+    bad[0]["caption_in"] = tables[0]["caption_in"].copy()
+    bad[0]["caption_in"][100, 1] = 16
+    with pytest.raises(DiagramError) as e:
+        ColumnLoader.for_model(m, bad)
+    assert (e.value.code, e.value.pointer) == ("batch-index-range", "batch#caption_in")
+
+
+def test_range_failures_on_the_fast_path_keep_the_codes_and_pointers():
+    m = compile(ROOT / "examples" / "multitask.json")
+    b = digits_batch(8)
+    for column, value in (("parity", 2), ("big", -1), ("few_label", 10)):
+        bad = dict(b)
+        bad[column] = b[column].clone()
+        bad[column][3] = value
+        with pytest.raises(DiagramError) as e:
+            m(bad)
+        assert (e.value.code, e.value.pointer) == ("batch-index-range", f"batch#{column}")
+
+
+# ----------------------------------------------------------------------------- kernels that replaced formulas
+
+
+@pytest.mark.parametrize("dtype, ulps", [(torch.float64, 0), (torch.float32, 2)])
+def test_elu_is_the_spec_formula(dtype, ulps):
+    x = torch.cat([torch.randn(20000, dtype=dtype, generator=torch.Generator().manual_seed(0)) * 6,
+                   torch.linspace(-1e-4, 1e-4, 2001, dtype=dtype), torch.tensor([0.0, -0.0, -50.0], dtype=dtype)])
+    module = build_module([layer("elu", alpha=0.7)], dtype)
+    got = module(x)
+    want = torch.where(x > 0, x, 0.7 * torch.expm1(torch.clamp(x, max=0)))
+    spacing = torch.finfo(dtype).eps * want.abs().clamp(min=torch.finfo(dtype).tiny)
+    assert float(((got - want).abs() / spacing).max()) <= ulps
+    np.testing.assert_allclose(got.double().detach().numpy(), ref_layers.elu(x.double().numpy(), 0.7),
+                               rtol=1e-15 if dtype == torch.float64 else 3e-7, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("kernel, stride, padding", [([3, 3], [2, 2], [1, 1, 1, 1]), ([2, 4], [1, 2], [1, 1, 2, 2]),
+                                                     ([3, 2], [3, 2], [1, 1, 0, 0]), ([2, 2], [1, 1], [0, 1, 1, 0])])
+def test_pools_equal_the_reference_with_native_or_explicit_padding(kind, kernel, stride, padding):
+    x = np.random.default_rng(0).normal(size=(2, 3, 9, 8))
+    spec = layer(kind, kernel_size=kernel, stride=stride, padding=padding)
+    module = build_module([spec], F64)
+    top, bottom, left, right = padding
+    assert (module.layers[0].native is not None) == (top == bottom and left == right and top + left > 0)
+    got = module(torch.from_numpy(x)).detach().numpy()
+    want = ref_layers.apply_layer(kind, x, {"kernel_size": kernel, "stride": stride, "padding": padding}, {})
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
