@@ -1,18 +1,32 @@
-"""One training step of each example regime: the compiled diagram vs the same step written by hand.
+"""The compiled diagram against the same training written by hand in plain PyTorch, per example regime.
 
-    python benchmarks/bench_step.py [--batch-size 256] [--repeats 200]
+    python benchmarks/bench_step.py [--batch-sizes 32 256 2048] [--threads 1 2] [--rounds 7]
+                                    [--torch-compile inductor] [--fit] [--only supervised ...]
 
-Both steps use the very same modules (taken from the compiled model with
-``m["name"]``), the same batch and an Adam step over the same trainable
-parameters; only the way the loss is put together differs. Repetitions are
-interleaved (compiled, hand, compiled, hand, ...) so that drift in the
-machine's speed hits both alike; the medians are compared. Target: the
-compiled step costs at most 1.05 times the hand-written one.
+The hand-written side is an independent ``nn.Module`` per regime, written
+here from plain ``nn.Linear``/``nn.Embedding``/``nn.LSTM`` layers and
+``F.cross_entropy``/``F.mse_loss``/``F.kl_div``; it shares no code with the
+compiler (only the initial weights are copied across, to check that both
+compute the same loss: the "gap" column, in evaluation mode).
+
+Timings: ``train`` is one step (zero_grad, forward, backward, Adam); ``eval``
+one forward pass in evaluation mode without gradients. Each round times a
+block of steps of each side in the order compiled, hand, hand, compiled
+(ABBA), so that drift in the machine's speed hits both alike; the ratio
+printed is the median over rounds of compiled / hand time. ``--torch-compile
+BACKEND`` also runs both sides under ``torch.compile`` (the compiled diagram
+with ``fullgraph=True`` when it supports it). ``--fit`` times one epoch of
+``fit`` against a hand loop over the same loader (the loader the README
+uses), also ABBA.
+
+Works on older versions of the package as well (it uses only ``compile``,
+``fit`` and ``ColumnLoader``), so "before" and "after" run the same script.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -21,135 +35,269 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from diagrammatic_learning.torch_backend import compile
+from diagrammatic_learning.torch_backend import compile, fit
 from diagrammatic_learning.torch_backend.data import ColumnLoader, digits
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def _kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    return temperature ** 2 * F.kl_div(F.log_softmax(student / temperature, -1),
-                                       F.log_softmax(teacher / temperature, -1), reduction="batchmean",
-                                       log_target=True)
+# ----------------------------------------------------------------------------- the hand-written models
 
 
-def hand_supervised(m, b):
-    return F.cross_entropy(m["classifier"](b["image"]), b["label"])
+def mlp(*sizes: int, last: nn.Module | None = None) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers, *([last] if last is not None else []))
 
 
-def hand_distillation(m, b):
-    student = m["student"](b["image"])
-    with torch.no_grad():
-        teacher = m["teacher"](b["image"])
-    return F.cross_entropy(student, b["label"]) + 0.9 * _kl(student, teacher, 4.0)
+class Supervised(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.classifier = mlp(64, 128, 10)
+
+    def forward(self, b):
+        return F.cross_entropy(self.classifier(b["image"]), b["label"])
 
 
-def hand_multitask(m, b):
-    h = m["backbone"](b["image"])
-    return (F.cross_entropy(m["digit_head"](m["backbone"](b["few_image"])), b["few_label"])
-            + F.cross_entropy(m["parity_head"](h), b["parity"]) + F.cross_entropy(m["big_head"](h), b["big"]))
+class Distillation(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.teacher = mlp(64, 128, 10).requires_grad_(False)
+        self.student = mlp(64, 16, 10)
+
+    def forward(self, b):
+        student, teacher = self.student(b["image"]), self.teacher(b["image"])
+        kl = F.kl_div(F.log_softmax(student / 4.0, -1), F.log_softmax(teacher / 4.0, -1), reduction="batchmean",
+                      log_target=True)
+        return F.cross_entropy(student, b["label"]) + 0.9 * (16.0 * kl)
 
 
-def hand_alignment(m, b):
-    z_top, z_bottom = m["enc_top"](b["top"]), m["enc_bottom"](b["bottom"])
-    from_top, from_bottom = m["head"](z_top), m["head"](z_bottom)
-    return (10.0 * F.mse_loss(z_top, z_bottom) + F.cross_entropy(from_top, b["label"])
-            + F.cross_entropy(from_bottom, b["label"]) + F.cross_entropy(from_top, F.softmax(from_bottom, -1)))
+class Multitask(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Linear(64, 64), nn.ReLU())
+        self.digit_head, self.parity_head, self.big_head = nn.Linear(64, 10), nn.Linear(64, 2), nn.Linear(64, 2)
+
+    def forward(self, b):
+        h = self.backbone(b["image"])
+        return (F.cross_entropy(self.digit_head(self.backbone(b["few_image"])), b["few_label"])
+                + F.cross_entropy(self.parity_head(h), b["parity"]) + F.cross_entropy(self.big_head(h), b["big"]))
 
 
-def hand_autoencoder(m, b):
-    return F.mse_loss(m["dec"](m["enc"](b["image"])), b["image"])
+class Alignment(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc_top, self.enc_bottom, self.head = mlp(32, 64, 16), mlp(32, 64, 16), nn.Linear(16, 10)
+
+    def forward(self, b):
+        z_top, z_bottom = self.enc_top(b["top"]), self.enc_bottom(b["bottom"])
+        from_top, from_bottom = self.head(z_top), self.head(z_bottom)
+        return (10.0 * F.mse_loss(z_top, z_bottom) + F.cross_entropy(from_top, b["label"])
+                + F.cross_entropy(from_bottom, b["label"]) + F.cross_entropy(from_top, F.softmax(from_bottom, -1)))
 
 
-def hand_captioning(m, b):
-    logits = m["captioner"](b["image"], b["caption_in"])
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b["caption_out"].reshape(-1))
+class Autoencoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc, self.dec = mlp(64, 32, 8), mlp(8, 32, 64, last=nn.Sigmoid())
+
+    def forward(self, b):
+        return F.mse_loss(self.dec(self.enc(b["image"])), b["image"])
 
 
-REGIMES: dict[str, Callable] = {
-    "supervised": hand_supervised, "distillation": hand_distillation, "multitask": hand_multitask,
-    "alignment": hand_alignment, "autoencoder": hand_autoencoder, "captioning": hand_captioning,
+class Captioning(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.image, self.words = nn.Linear(64, 32), nn.Embedding(16, 32)
+        self.lstm, self.out = nn.LSTM(32, 64, batch_first=True), nn.Linear(64, 16)
+
+    def forward(self, b):
+        steps = torch.cat((self.image(b["image"]).unsqueeze(1), self.words(b["caption_in"])), dim=1)
+        logits = self.out(self.lstm(steps)[0])
+        return F.cross_entropy(logits.reshape(-1, 16), b["caption_out"].reshape(-1))
+
+
+HAND: dict[str, Callable[[], nn.Module]] = {
+    "supervised": Supervised, "distillation": Distillation, "multitask": Multitask, "alignment": Alignment,
+    "autoencoder": Autoencoder, "captioning": Captioning,
 }
 
 
-def _step(loss_fn: Callable[[], torch.Tensor], optimizer: torch.optim.Optimizer) -> float:
+def pair(name: str) -> tuple[nn.Module, nn.Module]:
+    """The compiled diagram and its hand-written twin with the same initial weights (parameters in order)."""
+    torch.manual_seed(0)
+    m = compile(EXAMPLES / f"{name}.json")
+    hand = HAND[name]()
+    ours, theirs = list(m.parameters()), list(hand.parameters())
+    assert [p.shape for p in ours] == [p.shape for p in theirs], name
+    with torch.no_grad():
+        for a, b in zip(theirs, ours):
+            a.copy_(b)
+    return m, hand
+
+
+def loader(m: nn.Module, batch_size: int, seed: int = 0) -> ColumnLoader:
+    """The loader the README uses: ``ColumnLoader.for_model`` where it exists, else all digits columns."""
+    if hasattr(ColumnLoader, "for_model"):
+        return ColumnLoader.for_model(m, digits("train"), batch_size, seed=seed)
+    return ColumnLoader(digits("train"), batch_size, seed=seed)
+
+
+def batches(batch_size: int, count: int = 4) -> list[dict[str, torch.Tensor]]:
+    """Distinct batches of ``batch_size`` rows (the digits have 1438: larger batches repeat rows)."""
+    tables = digits("train")
+    reps = -(-batch_size // len(tables[0]["label"]))
+    big = [{k: torch.from_numpy(v).repeat((reps,) + (1,) * (v.ndim - 1)) for k, v in t.items()} for t in tables]
+    out = []
+    g = torch.Generator().manual_seed(0)
+    for _ in range(count):
+        b = {}
+        for t in big:
+            n = len(next(iter(t.values())))
+            rows = torch.randperm(n, generator=g)[:min(batch_size, n)]
+            b.update({k: v[rows] for k, v in t.items()})
+        out.append(b)
+    return out
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _block(fn: Callable[[dict], None], data: list[dict], n: int) -> float:
     started = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    loss_fn().backward()
-    optimizer.step()
+    for i in range(n):
+        fn(data[i % len(data)])
     return time.perf_counter() - started
 
 
-def bench(name: str, batch_size: int, repeats: int, warmup: int = 20) -> dict:
-    """Median seconds of one compiled and one hand-written step of regime ``name``, and their agreement."""
-    torch.manual_seed(0)
-    m = compile(EXAMPLES / f"{name}.json")
-    batches = [b for _, b in zip(range(8), ColumnLoader(digits("train"), batch_size, seed=0, drop_last=True))]
-    params = [p for p in m.parameters() if p.requires_grad]
-    compiled_opt, hand_opt = torch.optim.Adam(params, 1e-4), torch.optim.Adam(params, 1e-4)
-    hand = REGIMES[name]
-    with torch.no_grad():  # both sides must compute the same loss, or the comparison means nothing
-        m.eval()
-        gap = abs(float(m(batches[0])) - float(hand(m, batches[0])))
-        m.train()
-    times: dict[str, list[float]] = {"compiled": [], "hand": []}
-    for i in range(warmup + repeats):
-        b = batches[i % len(batches)]
-        order = [("compiled", lambda: m(b), compiled_opt), ("hand", lambda: hand(m, b), hand_opt)]
-        for label, loss_fn, opt in order if i % 2 == 0 else order[::-1]:
-            t = _step(loss_fn, opt)
-            if i >= warmup:
-                times[label].append(t)
-    compiled, manual = statistics.median(times["compiled"]), statistics.median(times["hand"])
-    return {"name": name, "compiled_ms": 1e3 * compiled, "hand_ms": 1e3 * manual, "ratio": compiled / manual,
-            "loss_gap": gap}
+def abba(a: Callable[[dict], None], b: Callable[[dict], None], data: list[dict], rounds: int,
+         block_s: float = 0.03) -> tuple[float, float, float]:
+    """Median over rounds of a/b time, and the median seconds per call of each; blocks of about ``block_s``."""
+    for _ in range(3):
+        a(data[0]), b(data[0])
+    per = max(_block(a, data, 3), _block(b, data, 3)) / 3
+    n = max(2, int(block_s / max(per, 1e-6)))
+    ratios, ta, tb = [], [], []
+    for _ in range(rounds):
+        a1 = _block(a, data, n)
+        b1 = _block(b, data, n)
+        b2 = _block(b, data, n)
+        a2 = _block(a, data, n)
+        ratios.append((a1 + a2) / (b1 + b2))
+        ta.append((a1 + a2) / (2 * n))
+        tb.append((b1 + b2) / (2 * n))
+    return statistics.median(ratios), statistics.median(ta), statistics.median(tb)
 
 
-def overhead(name: str, batch_size: int, repeats: int) -> dict:
-    """Where the compiled step's extra time goes: µs of the batch check and of the rest of the forward pass.
+def train_step(module: Callable[[dict], torch.Tensor], opt: torch.optim.Optimizer) -> Callable[[dict], None]:
+    def step(b: dict) -> None:
+        opt.zero_grad(set_to_none=True)
+        module(b).backward()
+        opt.step()
+    return step
 
-    Forward passes without gradients, compiled and hand-written interleaved;
-    the batch check (``BatchChecker``, SPEC §8 on every batch) timed alone.
-    """
-    torch.manual_seed(0)
-    m = compile(EXAMPLES / f"{name}.json")
-    b = next(iter(ColumnLoader(digits("train"), batch_size, seed=0, drop_last=True)))
-    hand = REGIMES[name]
-    runs: dict[str, list[float]] = {"compiled": [], "hand": [], "check": []}
+
+def eval_step(module: Callable[[dict], torch.Tensor]) -> Callable[[dict], None]:
+    def step(b: dict) -> None:
+        with torch.no_grad():
+            module(b)
+    return step
+
+
+def _compiled(module: nn.Module, backend: str, ours: bool) -> Callable:
+    if ours:
+        try:
+            torch._dynamo.reset()
+            compiled = torch.compile(module, backend=backend, fullgraph=True)
+            return compiled
+        except Exception:  # noqa: BLE001 - older versions break the graph
+            pass
+    return torch.compile(module, backend=backend)
+
+
+def bench_regime(name: str, batch_size: int, rounds: int, backend: str | None) -> dict:
+    """Train and eval ratios of one regime at one batch size (and under torch.compile if ``backend``)."""
+    m, hand = pair(name)
+    data = batches(batch_size)
+    m.eval(), hand.eval()
     with torch.no_grad():
-        for i in range(repeats + 50):
-            for label, fn in (("compiled", lambda: m(b)), ("hand", lambda: hand(m, b)),
-                              ("check", lambda: m._check_batch(b))):
-                started = time.perf_counter()
-                fn()
-                if i >= 50:
-                    runs[label].append(time.perf_counter() - started)
-    us = {k: 1e6 * statistics.median(v) for k, v in runs.items()}
-    return {"name": name, "forward_gap_us": us["compiled"] - us["hand"], "check_us": us["check"],
-            "hand_forward_us": us["hand"]}
+        gap = abs(float(m(data[0])) - float(hand(data[0])))
+    out = {"gap": gap}
+    m.train(), hand.train()
+    opt_m = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], 1e-4)
+    opt_h = torch.optim.Adam([p for p in hand.parameters() if p.requires_grad], 1e-4)
+    out["train"] = abba(train_step(m, opt_m), train_step(hand, opt_h), data, rounds)
+    m.eval(), hand.eval()
+    out["eval"] = abba(eval_step(m), eval_step(hand), data, rounds)
+    if backend:
+        torch._dynamo.reset()
+        cm, ch = _compiled(m, backend, True), _compiled(hand, backend, False)
+        m.train(), hand.train()
+        out["compile train"] = abba(train_step(cm, opt_m), train_step(ch, opt_h), data, rounds)
+        m.eval(), hand.eval()
+        out["compile eval"] = abba(eval_step(cm), eval_step(ch), data, rounds)
+    return out
+
+
+def bench_fit(name: str, batch_size: int, rounds: int) -> tuple[float, float, float]:
+    """One epoch of ``fit`` vs a hand loop (same loader, same Adam, recording each step's loss), ABBA."""
+    m, hand = pair(name)
+    data = loader(m, batch_size)
+    opt_m = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], 1e-4)
+    opt_h = torch.optim.Adam([p for p in hand.parameters() if p.requires_grad], 1e-4)
+
+    def with_fit(_: dict) -> None:
+        fit(m, data, epochs=1, optimizer=opt_m, progress=False)
+
+    def by_hand(_: dict) -> None:
+        losses = []
+        for b in data:
+            opt_h.zero_grad(set_to_none=True)
+            loss = hand(b)
+            loss.backward()
+            opt_h.step()
+            losses.append(loss.detach())
+        torch.stack(losses).tolist()
+
+    ratio, tf, th = abba(with_fit, by_hand, [{}], rounds, block_s=0.0)
+    return 1 / ratio, tf, th
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Compiled vs hand-written training step, per regime.")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=200)
-    parser.add_argument("--only", nargs="*", choices=list(REGIMES), help="regimes to run (default: all)")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time the compiled forward's extra cost: the batch check and the rest")
+    parser = argparse.ArgumentParser(description="Compiled diagram vs independent hand-written PyTorch.")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256, 2048])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--only", nargs="*", choices=list(HAND), help="regimes to run (default: all)")
+    parser.add_argument("--torch-compile", metavar="BACKEND", help="also under torch.compile with this backend")
+    parser.add_argument("--fit", action="store_true", help="also fit vs a hand loop, batch 64")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"batch {args.batch_size}, {args.repeats} interleaved repeats, median")
-    print(f"{'regime':<13} {'compiled ms':>11} {'hand ms':>8} {'ratio':>6}  loss gap")
-    for name in args.only or REGIMES:
-        r = bench(name, args.batch_size, args.repeats)
-        print(f"{r['name']:<13} {r['compiled_ms']:>11.3f} {r['hand_ms']:>8.3f} {r['ratio']:>6.3f}  {r['loss_gap']:.1e}")
-    if args.breakdown:
-        print("\nforward without gradients: the compiled pass's extra time (µs)")
-        print(f"{'regime':<13} {'hand fwd':>8} {'extra':>6} {'of which batch check':>21}")
-        for name in args.only or REGIMES:
-            r = overhead(name, args.batch_size, args.repeats)
-            print(f"{r['name']:<13} {r['hand_forward_us']:>8.1f} {r['forward_gap_us']:>6.1f} {r['check_us']:>21.1f}")
+    names = args.only or list(HAND)
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}; ratio = compiled / hand, median of {args.rounds} ABBA rounds")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        head = ["train", "eval"] + (["compile train", "compile eval"] if args.torch_compile else [])
+        print(f"\n{threads} thread(s)")
+        print(f"{'regime':<13} {'B':>5} " + " ".join(f"{h:>22}" for h in head) + "   gap")
+        for name in names:
+            for bs in args.batch_sizes:
+                r = bench_regime(name, bs, args.rounds, args.torch_compile)
+                cells = [f"{r[h][0]:.3f} ({1e3 * r[h][1]:.2f}/{1e3 * r[h][2]:.2f})" for h in head]
+                print(f"{name:<13} {bs:>5} " + " ".join(f"{c:>22}" for c in cells) + f"   {r['gap']:.0e}",
+                      flush=True)
+        print("(cells: ratio (compiled ms / hand ms per step))")
+    if args.fit:
+        torch.set_num_threads(args.threads[0])
+        print(f"\nfit vs hand loop, one epoch, batch 64, {args.threads[0]} thread(s): hand time / fit time")
+        for name in names:
+            speed, tf, th = bench_fit(name, 64, args.rounds)
+            print(f"{name:<13} {speed:.3f} (fit {1e3 * tf:.1f} ms, hand {1e3 * th:.1f} ms per epoch)", flush=True)
 
 
 if __name__ == "__main__":

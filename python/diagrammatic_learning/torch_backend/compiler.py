@@ -268,7 +268,7 @@ class CompiledDiagram(nn.ModuleDict):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The total loss on ``batch`` (column → array or tensor, batch first), a 0-d tensor."""
-        return self._program().forward(self, batch)
+        return self._lowered.forward(self, batch)  # type: ignore[union-attr] - written in __init__
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The total loss and a detached vector ``[total, d₀, d₁, …]`` of it and each equation's distance.
