@@ -220,9 +220,15 @@ def _compiled(module: nn.Module, backend: str, ours: bool) -> Callable:
     return torch.compile(module, backend=backend)
 
 
-def bench_regime(name: str, batch_size: int, rounds: int, backend: str | None) -> dict:
-    """Train and eval ratios of one regime at one batch size (and under torch.compile if ``backend``)."""
+def bench_regime(name: str, batch_size: int, rounds: int, backend: str | None, checked: bool = False) -> dict:
+    """Train and eval ratios of one regime at one batch size (and under torch.compile if ``backend``).
+
+    ``checked``: the compiled side runs inside ``values_checked()``, as ``fit`` does for a loader that
+    checked every row (``ColumnLoader.for_model``): no per-batch index range check.
+    """
     m, hand = pair(name)
+    if checked:
+        m._check_values = False
     data = batches(batch_size)
     m.eval(), hand.eval()
     with torch.no_grad():
@@ -276,10 +282,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(HAND), help="regimes to run (default: all)")
     parser.add_argument("--torch-compile", metavar="BACKEND", help="also under torch.compile with this backend")
     parser.add_argument("--fit", action="store_true", help="also fit vs a hand loop, batch 64")
+    parser.add_argument("--checked", action="store_true",
+                        help="compiled side without per-batch range checks (a source checked row by row once)")
     args = parser.parse_args()
     names = args.only or list(HAND)
     print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}; ratio = compiled / hand, median of {args.rounds} ABBA rounds")
+          f"load average {os.getloadavg()[0]:.1f}; ratio = compiled / hand, median of {args.rounds} ABBA rounds"
+          + ("; compiled side on a checked source (no per-batch range check)" if args.checked else ""))
     for threads in args.threads:
         torch.set_num_threads(threads)
         head = ["train", "eval"] + (["compile train", "compile eval"] if args.torch_compile else [])
@@ -287,7 +296,7 @@ def main() -> None:
         print(f"{'regime':<13} {'B':>5} " + " ".join(f"{h:>22}" for h in head) + "   gap")
         for name in names:
             for bs in args.batch_sizes:
-                r = bench_regime(name, bs, args.rounds, args.torch_compile)
+                r = bench_regime(name, bs, args.rounds, args.torch_compile, args.checked)
                 cells = [f"{r[h][0]:.3f} ({1e3 * r[h][1]:.2f}/{1e3 * r[h][2]:.2f})" for h in head]
                 print(f"{name:<13} {bs:>5} " + " ".join(f"{c:>22}" for c in cells) + f"   {r['gap']:.0e}",
                       flush=True)
