@@ -267,7 +267,7 @@ def test_a_checked_source_is_checked_row_by_row_once_including_embedding_ranges(
     bad[0]["caption_in"][100, 1] = 16
     with pytest.raises(DiagramError) as e:
         ColumnLoader.for_model(m, bad)
-    assert (e.value.code, e.value.pointer) == ("batch-index-range", "batch#caption_in")
+    assert (e.value.code, e.value.pointer) == ("batch-index-range", "data#caption_in")
 
 
 def test_range_failures_on_the_fast_path_keep_the_codes_and_pointers():

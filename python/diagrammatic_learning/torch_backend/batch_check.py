@@ -161,24 +161,28 @@ class BatchChecker:
             torch._assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
                                     f"its range (columns {', '.join(n for n, _ in self.ranges)})")
 
-    def check_source(self, columns: Mapping[str, Any]) -> None:
+    def check_source(self, columns: Mapping[str, Any], source: str = "data") -> None:
         """Check every row of a data source (column → all its rows) once, ranges included.
 
-        After this, batches cut from these columns need only ``values=False``.
+        After this, batches cut from these columns need only ``values=False``. Errors name ``source#column``.
         """
-        self(columns, values=True)
+        try:
+            self(columns, values=True)
+        except DiagramError:
+            self._report(columns, source)
+            raise
 
-    def _report(self, batch: Mapping[str, Any]) -> None:
+    def _report(self, batch: Mapping[str, Any], source: str = "batch") -> None:
         """Some column failed the fast checks: ``check_batch`` finds and reports every problem."""
         view = self._view(batch)
-        check_batch(self.diagram, view)
+        check_batch(self.diagram, view, source)
         for name, (num, arrow) in self.embeddings.items():
             col = view.get(name)
             if col is None or not np.asarray(col).size:
                 continue
             low, high = int(np.asarray(col).min()), int(np.asarray(col).max())
             if low < 0 or high >= num:
-                raise DiagramError.one("batch-index-range", f"batch#{name}",
+                raise DiagramError.one("batch-index-range", f"{source}#{name}",
                                        f"column {name!r}, read by model {arrow!r}: embedding indices must lie in "
                                        f"[0, {num}), got values from {low} to {high}")
 

@@ -299,13 +299,13 @@ class CompiledDiagram(nn.ModuleDict):
         finally:
             self._check_values = was
 
-    def check_source(self, columns: Mapping[str, Any]) -> None:
+    def check_source(self, columns: Mapping[str, Any], source: str = "data") -> None:
         """Check every row of a data source (column → all its rows): SPEC §8 with the embedding bounds.
 
-        Raises ``DiagramError`` as a batch would; batches cut from checked
-        columns may then run inside ``values_checked``.
+        Raises ``DiagramError`` as a batch would, naming ``source#column``;
+        batches cut from checked columns may then run inside ``values_checked``.
         """
-        self._check_batch.check_source(columns)
+        self._check_batch.check_source(columns, source)
 
     # -- weights
 

@@ -324,7 +324,7 @@ class ColumnLoader:
         ``fit`` sees ``checked_for`` and skips the per-batch range check.
         """
         checked = columns_for(model.diagram, [tables] if isinstance(tables, Mapping) else list(tables), source)
-        model.check_source({k: v for t in checked for k, v in t.items()})
+        model.check_source({k: v for t in checked for k, v in t.items()}, source)
         loader = cls(checked, batch_size, shuffle, seed, drop_last, dtype=model.dtype,
                      pin_memory=model.device.type == "cuda")
         loader.checked_for = model._check_batch
