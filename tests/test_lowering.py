@@ -114,6 +114,19 @@ def test_single_input_models_run_their_layers_without_the_wrapper():
     assert calls == [1]
 
 
+def test_a_deep_copy_writes_its_own_code_over_its_own_parameters():
+    import copy
+    m = compile(ROOT / "examples" / "captioning.json", dtype=F64).eval()
+    twin = copy.deepcopy(m)
+    b = digits_batch(8)
+    assert twin(b).item() == m(b).item()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(0.01)
+    assert twin(b).item() != m(b).item()
+    assert twin._lowered is not m._lowered
+
+
 # ----------------------------------------------------------------------------- one graph
 
 

@@ -143,6 +143,16 @@ class CompiledDiagram(nn.ModuleDict):
             self._lowered = write(self)
         return self._lowered
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave the generated code behind (it refers to this instance's parameters)."""
+        state = self.__dict__.copy()
+        state["_lowered"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._build_ops()
+
     @property
     def code(self) -> str | None:
         """The Python source the loss runs (``forward``, ``losses``, ``evaluate``); None for interpreted plans."""
