@@ -170,7 +170,7 @@ def test_torch_export_gives_the_same_loss(name):
 
 def fan_out(target_kind: str, distance: Distance, encoding: str | None = None, heads: int = 5) -> Diagram:
     """``heads`` models from X to one object O beside a data arrow into O: 5 equations head(x) = t (one of them
-    weighted 0.25) and 10 equations head(x) = head(x); each set shares a distance, so each is one group."""
+    weighted 0.25) and 10 equations head(x) = head(x), all with O's distance."""
     d = Diagram("fan_out")
     d.data("D")
     d.tensor("X", [6], "float64")
@@ -216,8 +216,10 @@ def test_equations_sharing_a_distance_run_as_one_group_equal_to_each_alone(kind,
     torch.manual_seed(0)
     m = compile(fan_out(kind, distance, encoding), dtype=F64)
     pieces = lowering.equation_pieces(m)
-    assert sorted(len(p.equations) for p in pieces) == [5, 10]  # head = t, head = head
-    assert m.code.count("torch.stack((v") == 4  # two groups, both sides stacked
+    # tensor values: all 15 equations have one shape; categorical: head = t and head = head differ in encoding
+    groups = [5, 10] if kind == "categorical" else [15]
+    assert sorted(len(p.equations) for p in pieces) == groups
+    assert m.code.count("torch.stack((v") == 2 * len(groups)  # each group stacks both sides
     b = fan_out_batch(kind, encoding)
     ev = m.evaluate(b)
     for e in m._plan.equations:  # each distance as the one-equation kernel computes it
@@ -323,3 +325,23 @@ def test_pools_equal_the_reference_with_native_or_explicit_padding(kind, kernel,
     got = module(torch.from_numpy(x)).detach().numpy()
     want = ref_layers.apply_layer(kind, x, {"kernel_size": kernel, "stride": stride, "padding": padding}, {})
     np.testing.assert_allclose(got, want, rtol=1e-15, atol=1e-15)
+
+
+def test_equations_on_different_objects_of_one_shape_share_a_group():
+    d = Diagram("heads")
+    d.data("D")
+    d.tensor("X", [4], "float64")
+    d.data_arrow("x", "D", "X", "x")
+    for i in range(6):
+        d.categorical(f"Y{i}", classes=3)
+        d.data_arrow(f"y{i}", "D", f"Y{i}", "y")
+        d.model(f"h{i}", "X", f"Y{i}", [layer("linear", in_features=4, out_features=3)])
+    d.categorical("Z", classes=5)  # another shape: alone
+    d.data_arrow("z", "D", "Z", "z")
+    d.model("g", "X", "Z", [layer("linear", in_features=4, out_features=5)])
+    torch.manual_seed(0)
+    m = compile(d, dtype=F64)
+    assert sorted(len(p.equations) for p in lowering.equation_pieces(m)) == [1, 6]
+    rng = np.random.default_rng(0)
+    assert_same(m, {"x": rng.normal(size=(9, 4)), "y": rng.integers(0, 3, 9), "z": rng.integers(0, 5, 9)},
+                exact=False)

@@ -1,7 +1,8 @@
 """Many equations of one distance in one kernel: the distances of SPEC §7 over a stack of k equations.
 
-Equations that share a distance (name and parameters), an object, a data
-object and a right-hand encoding have values of one shape, so their sides
+Equations that share a distance (name and parameters), an object shape
+(kind, shape, classes, dtype), a data object and a right-hand encoding have
+values of one shape, so their sides
 stack to ``[k, B, ...]`` and one call computes all k distances: a fan-out of
 thousands of heads against one target costs a few kernels instead of
 thousands. Each function returns the ``[k]`` vector of per-equation

@@ -28,7 +28,7 @@ from ..limits import check_parameter_count
 from ..tensorfiles import check_weights
 from .architecture import build_module
 from .batch_check import BatchChecker
-from .lowering import Program, embedding_columns, write
+from .lowering import EVALUATE, FORWARD, LOSSES, Program, embedding_columns, write
 from .plan import Plan, build_plan
 from .weights import (WeightsSource, arrow_tensors, check_tensors, copy_into, model_arrow, read_weights,
                       save_tensors, to_tensor)
@@ -155,7 +155,7 @@ class CompiledDiagram(nn.ModuleDict):
 
     @property
     def code(self) -> str | None:
-        """The Python source the loss runs (``forward``, ``losses``, ``evaluate``); None for interpreted plans."""
+        """The Python source the loss runs (``run(self, batch, mode)``); None for interpreted plans."""
         return self._program().source
 
     def _bind(self, modules: Mapping[str, nn.Module]) -> None:
@@ -278,7 +278,7 @@ class CompiledDiagram(nn.ModuleDict):
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The total loss on ``batch`` (column → array or tensor, batch first), a 0-d tensor."""
-        return self._lowered.forward(self, batch)  # type: ignore[union-attr] - written in __init__
+        return self._lowered.run(self, batch, FORWARD)  # type: ignore[union-attr] - written in __init__
 
     def losses(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """The total loss and a detached vector ``[total, d₀, d₁, …]`` of it and each equation's distance.
@@ -286,11 +286,11 @@ class CompiledDiagram(nn.ModuleDict):
         What a training loop records, in one tensor: reading it back is one
         transfer (``fit`` does so every ``PROGRESS_REFRESH_S`` seconds).
         """
-        return self._program().losses(self, batch)
+        return self._program().run(self, batch, LOSSES)
 
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
-        total, distances, values = self._program().evaluate(self, batch)
+        total, distances, values = self._program().run(self, batch, EVALUATE)
         return Evaluation(total, dict(zip(self._equation_names, distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
 

@@ -1,12 +1,13 @@
-"""A compiled diagram's plan lowered to straight-line Python: one traceable function per way of reading the loss.
+"""A compiled diagram's plan lowered to straight-line Python: one traceable function computing the loss.
 
 The plan (``plan.py``) lists every distinct term once, children first. This
-module turns it into the source of three functions, each ``fn(model, batch)``:
+module turns it into the source of one function ``run(model, batch, mode)``
+whose ending depends on ``mode`` (a Python int, fixed per call site):
 
-- ``forward``: the total loss;
-- ``losses``: the total and a detached vector ``[total, d₀, d₁, …]`` of the
+- ``FORWARD``: the total loss;
+- ``LOSSES``: the total and a detached vector ``[total, d₀, d₁, …]`` of the
   equations' distances (what ``fit`` records), read back at most once a step;
-- ``evaluate``: the total, every distance and every term's value.
+- ``EVALUATE``: the total, every distance and every term's value.
 
 The code has no loop and no branch on tensor values: ``torch.compile(model,
 fullgraph=True)`` traces it into one graph and ``torch.export`` exports it.
@@ -29,8 +30,8 @@ Modules are looked up through ``model._modules`` at every call, so a layer
 swapped inside an arrow's module is used on the next batch; ``replace``,
 ``.to()`` and dtype changes write the code again.
 
-Equations with the same distance, object, data object and right-hand
-encoding (``GROUP_MIN`` or more) are computed together by one batched
+Equations with the same distance, object shape (kind, shape, classes,
+dtype), data object and right-hand encoding (``GROUP_MIN`` or more) are computed together by one batched
 distance (``batched_distances.py``); the others one by one. The total sums
 the weighted distances in equation order, as SPEC §6.3 says; a group adds its
 weighted sum at the place of its first equation.
@@ -59,8 +60,9 @@ from .weights import to_tensor
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
 
+FORWARD, LOSSES, EVALUATE = range(3)
 GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
-CODEGEN_LIMIT = 20000  # steps + equations above which the plan is interpreted instead of written out
+CODEGEN_LIMIT = 4000   # steps + equations above which the plan is interpreted instead of written out
 
 
 # ----------------------------------------------------------------------------- helpers the code calls
@@ -136,8 +138,9 @@ def equation_pieces(model: "CompiledDiagram") -> list[Piece]:
     keys: dict[Any, list[int]] = {}
     for pos, e in enumerate(plan.equations):
         eq = e.equation
-        key = (eq.distance.name, repr(sorted(eq.distance.params.items())), eq.object, eq.data_object,
-               e.rhs_encoding)
+        obj = d.objects[eq.object]  # objects of one kind, shape, classes and dtype have values of one shape
+        kind = (type(obj).__name__, obj.shape, getattr(obj, "classes", None), getattr(obj, "dtype", None))
+        key = (eq.distance.name, repr(sorted(eq.distance.params.items())), kind, eq.data_object, e.rhs_encoding)
         keys.setdefault(key, []).append(pos)
     grouped = {members[0]: members for members in keys.values() if len(members) >= GROUP_MIN}
     inside = {pos for members in grouped.values() for pos in members}
@@ -159,11 +162,9 @@ def equation_pieces(model: "CompiledDiagram") -> list[Piece]:
 
 @dataclass
 class Program:
-    """The three entry points of one lowering, and the source they were made from (None if interpreted)."""
+    """``run(model, batch, mode)`` of one lowering, and the source it was made from (None if interpreted)."""
 
-    forward: Callable[[Any, Any], torch.Tensor]
-    losses: Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
-    evaluate: Callable[[Any, Any], tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]]
+    run: Callable[[Any, Any, int], Any]
     source: str | None
 
 
@@ -292,8 +293,10 @@ class _Writer:
                 distances[piece.equations[0]] = f"p{k}"
                 w = piece.weights[0]
                 addends.append(f"p{k}" if w == 1.0 else f"{w!r} * p{k}")
-        if addends:
-            self.emit(f"total = {' + '.join(addends)}")
+        if addends:  # left to right as SPEC §6.3 sums; a line per 64 addends keeps the expression shallow
+            self.emit(f"total = {' + '.join(addends[:64])}")
+            for start in range(64, len(addends), 64):
+                self.emit(f"total = total + {' + '.join(addends[start:start + 64])}")
         else:
             self.emit("total = torch.zeros((), dtype=DT, device=DEV)")
         self.pieces_stats(pieces, distances)
@@ -330,14 +333,14 @@ def write(model: "CompiledDiagram") -> Program:
     w.emit('self._last["counts"] = COUNTS')
     body = "\n".join(w.lines)
     values = "".join(f"v{i}, " for i in range(len(plan.steps)))
-    source = (f"def forward(self, batch):\n{body}\n    return total\n\n"
-              f"def losses(self, batch):\n{body}\n    with torch.no_grad():\n        stats = {w.stats}\n"
-              f"    return total, stats\n\n"
-              f"def evaluate(self, batch):\n{body}\n"
+    source = (f"def run(self, batch, mode):\n{body}\n"
+              f"    if mode == {FORWARD}:\n        return total\n"
+              f"    if mode == {LOSSES}:\n        with torch.no_grad():\n            stats = {w.stats}\n"
+              f"        return total, stats\n"
               f"    return total, [{''.join(d + ', ' for d in distances)}], [{values}]\n")
     namespace = dict(w.globals)
     exec(compile(source, f"<diagram {model.diagram.name}>", "exec"), namespace)  # noqa: S102 - our own code
-    return Program(namespace["forward"], namespace["losses"], namespace["evaluate"], source)
+    return Program(namespace["run"], source)
 
 
 class _Interpreter:
@@ -396,17 +399,14 @@ class _Interpreter:
         return total, distances  # type: ignore[return-value]
 
     def program(self) -> Program:
-        def forward(model: Any, batch: Any) -> torch.Tensor:
-            return self.total(model, self.values(model, batch))[0]
-
-        def losses(model: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
-            total, distances = self.total(model, self.values(model, batch))
-            with torch.no_grad():
-                return total, torch.stack([total, *distances])
-
-        def evaluate(model: Any, batch: Any) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        def run(model: Any, batch: Any, mode: int) -> Any:
             values = self.values(model, batch)
             total, distances = self.total(model, values)
+            if mode == FORWARD:
+                return total
+            if mode == LOSSES:
+                with torch.no_grad():
+                    return total, torch.stack([total, *distances])
             return total, distances, values
 
-        return Program(forward, losses, evaluate, None)
+        return Program(run, None)
