@@ -291,6 +291,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(HAND), help="regimes to run (default: all)")
     parser.add_argument("--torch-compile", metavar="BACKEND", help="also under torch.compile with this backend")
     parser.add_argument("--fit", action="store_true", help="also fit vs a hand loop, batch 64")
+    parser.add_argument("--fit-only", action="store_true", help="only fit vs a hand loop")
     parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu", help="process CPU time or wall time")
     parser.add_argument("--checked", action="store_true",
                         help="compiled side without per-batch range checks (a source checked row by row once)")
@@ -302,7 +303,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}; {args.clock} clock; ratio = compiled / hand, median of "
           f"{args.rounds} ABBA rounds"
           + ("; compiled side on a checked source (no per-batch range check)" if args.checked else ""))
-    for threads in args.threads:
+    for threads in [] if args.fit_only else args.threads:
         torch.set_num_threads(threads)
         head = ["train", "eval"] + (["compile train", "compile eval"] if args.torch_compile else [])
         print(f"\n{threads} thread(s)")
@@ -314,7 +315,7 @@ def main() -> None:
                 print(f"{name:<13} {bs:>5} " + " ".join(f"{c:>22}" for c in cells) + f"   {r['gap']:.0e}",
                       flush=True)
         print("(cells: ratio (compiled ms / hand ms per step))")
-    if args.fit:
+    if args.fit or args.fit_only:
         torch.set_num_threads(args.threads[0])
         print(f"\nfit vs hand loop, one epoch, batch 64, {args.threads[0]} thread(s): hand time / fit time")
         for name in names:
