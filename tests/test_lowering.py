@@ -345,3 +345,17 @@ def test_equations_on_different_objects_of_one_shape_share_a_group():
     rng = np.random.default_rng(0)
     assert_same(m, {"x": rng.normal(size=(9, 4)), "y": rng.integers(0, 3, 9), "z": rng.integers(0, 5, 9)},
                 exact=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_loader_pins_batches_and_one_transfer_checks_every_index_column():
+    m = compile(ROOT / "examples" / "multitask.json", device="cuda")
+    loader = ColumnLoader.for_model(m, digits("train"), batch_size=32)
+    b = next(iter(loader))
+    assert all(t.is_pinned() for t in b.values())
+    cuda = {k: v.to("cuda", non_blocking=True) for k, v in b.items()}
+    assert m(cuda).device.type == "cuda"
+    cuda["big"][0] = 2
+    with pytest.raises(DiagramError) as e:
+        m(cuda)
+    assert (e.value.code, e.value.pointer) == ("batch-index-range", "batch#big")
