@@ -218,14 +218,16 @@ def eval_step(module: Callable[[dict], torch.Tensor]) -> Callable[[dict], None]:
     return step
 
 
-def _compiled(module: nn.Module, backend: str, ours: bool) -> Callable:
+def _compiled(module: nn.Module, backend: str, ours: bool, batch: dict) -> Callable:
+    """``torch.compile(module)``; the compiled diagram with ``fullgraph=True`` where that traces (not before)."""
     if ours:
         try:
-            torch._dynamo.reset()
             compiled = torch.compile(module, backend=backend, fullgraph=True)
+            compiled(batch)
             return compiled
         except Exception:  # noqa: BLE001 - older versions break the graph
-            pass
+            print("  (fullgraph=True fails: compiled with graph breaks)", flush=True)
+            torch._dynamo.reset()
     return torch.compile(module, backend=backend)
 
 
@@ -251,7 +253,7 @@ def bench_regime(name: str, batch_size: int, rounds: int, backend: str | None, c
     out["eval"] = abba(eval_step(m), eval_step(hand), data, rounds)
     if backend:
         torch._dynamo.reset()
-        cm, ch = _compiled(m, backend, True), _compiled(hand, backend, False)
+        cm, ch = _compiled(m, backend, True, data[0]), _compiled(hand, backend, False, data[0])
         m.train(), hand.train()
         out["compile train"] = abba(train_step(cm, opt_m), train_step(ch, opt_h), data, rounds)
         m.eval(), hand.eval()
