@@ -205,14 +205,14 @@ def _wrong_elu_derivative(monkeypatch):
 
 
 def _stop_gradient_leaks(monkeypatch):
-    from diagrammatic_learning.torch_backend import compiler, functions
+    from diagrammatic_learning.torch_backend import functions, lowering
 
     original = functions.function_op
 
     def function_op(diagram, arrow, dtype):
         return (lambda x: x) if arrow.op == "stop_gradient" else original(diagram, arrow, dtype)
 
-    monkeypatch.setattr(compiler, "function_op", function_op)
+    monkeypatch.setattr(lowering, "function_op", function_op)  # where the compiled code gets its ops
 
 
 def _frozen_blocks_gradients(monkeypatch):

@@ -21,7 +21,9 @@ from diagrammatic_learning.torch_backend.distances import distance_fn
 from diagrammatic_learning.torch_backend.functions import function_op
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.json"))
+# the examples that compile without modules and train on the digits columns (simsiam binds an external module
+# and draws its own noisy views; its losses are checked by its own tests)
+EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.json") if '"external": true' not in p.read_text())
 CASES = sorted(p for p in (ROOT / "conformance" / "cases").iterdir() if (p / "diagram.json").is_file())
 F64 = torch.float64
 

@@ -28,8 +28,9 @@ def softplus(x: torch.Tensor) -> torch.Tensor:
 
 
 def elu(x: torch.Tensor, alpha: float) -> torch.Tensor:
-    """``x`` if x > 0 else ``alpha · expm1(x)``; expm1 sees only x ≤ 0 so no inf reaches the gradient."""
-    return torch.where(x > 0, x, alpha * torch.expm1(torch.clamp(x, max=0)))
+    """``x`` if x > 0 else ``alpha · expm1(x)``: ``F.elu``, equal to that formula in float64 and within 1.3 ulp
+    in float32, and 7× faster than writing it out with ``torch.where`` (``tests/test_lowering.py``)."""
+    return F.elu(x, alpha)
 
 
 class Softplus(nn.Module):
@@ -43,7 +44,7 @@ class ELU(nn.Module):
         self.alpha = float(alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.elu(x, self.alpha)  # 7× faster than ``elu`` and the same numbers (see the module docstring)
+        return elu(x, self.alpha)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
