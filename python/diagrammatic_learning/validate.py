@@ -13,7 +13,8 @@ import math
 import re
 from functools import lru_cache
 from math import prod
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import jsonschema
 
@@ -97,17 +98,32 @@ def _schema_problems(doc: Any) -> list[Problem]:
 
 
 def nesting_depth(doc: Any, limit: int) -> int:
-    """How deep arrays and objects nest in ``doc`` (a scalar is 0), counting at most to ``limit + 1``; no recursion."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(doc, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (Mapping, list)):
-            deepest = max(deepest, depth)
-            if depth > limit:
-                return depth
-            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, Mapping) else value))
-    return deepest
+    """How deep arrays and objects nest in ``doc`` (a scalar is 0), counting at most to ``limit + 1``; no recursion.
+
+    Walked one level at a time, looking only at containers, so a large flat document costs one
+    type test per value.
+    """
+    level = [doc] if _is_container(doc) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return depth
+        below = []
+        for value in level:
+            below.extend(v for v in (value.values() if isinstance(value, (dict, Mapping)) else value) if _is_container(v))
+        level = below
+    return depth
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _is_container(value: Any) -> bool:
+    kind = type(value)
+    if kind is dict or kind is list:
+        return True
+    return kind not in _SCALARS and isinstance(value, (Mapping, list))
 
 
 def check_document(doc: Any) -> None:
