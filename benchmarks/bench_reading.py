@@ -134,6 +134,14 @@ def many_pairs_64() -> dict:
     return many_pairs(64, 256)
 
 
+def many_wide_objects(n: int = 10000, terms: int = 256) -> dict:
+    """max_total_terms: X with 256 data arrows and n objects fed by one model from X, 256 terms each (1.7 MB,
+    2.56 million terms; every object within max_terms): rejected once 100,000 terms are found in all."""
+    objects = [{"name": "D", "kind": "data"}, tensor("X")] + [tensor(f"Y{i}") for i in range(n)]
+    arrows = [data_arrow(f"x{k}", "D", "X") for k in range(terms)] + [model(f"m{i}", "X", f"Y{i}") for i in range(n)]
+    return doc(objects, arrows)
+
+
 def objects_only(n: int = 40000) -> dict:
     """Item 4: n objects (half data, half tensor) and no arrows."""
     objects = [{"name": f"D{i}", "kind": "data"} if i % 2 == 0 else tensor(f"T{i}") for i in range(n)]
@@ -181,6 +189,7 @@ CASES: dict[str, tuple[str, Callable[[], dict]]] = {
     "2 mixed product chain 20": ("hostile", mixed_product_chain),
     "3 pairs 16x256 terms": ("hostile", many_pairs),
     "3 pairs 64x256 terms": ("hostile", many_pairs_64),
+    "total 10k objects x 256 terms": ("hostile", many_wide_objects),
     "4 objects only 40k": ("hostile", objects_only),
     "4 term text 20k args": ("hostile", long_term_text),
     "wide 100x99, 256 terms each": ("hostile", wide_shallow),

@@ -194,6 +194,9 @@ CASES: dict[str, Case] = {
                                                                                         "out_features": 3}]}}))),
     "term-too-large": ("term-too-large", "/objects/13", lambda d: doubling_chain(d, 10)),
     "terms-too-deep": ("too-many-terms", "/objects/104", lambda d: scale_chain(d, 101)),
+    # BASE has 6 terms in all: x; backbone(x); y, head(backbone(x)), teacher(x); tokens. The 6th is
+    # found while enumerating T (SPEC §5.3: the object under way is reported)
+    "too-many-total-terms": ("too-many-total-terms", "/objects/4", lambda d: d.update(max_total_terms=5)),
     # --- equations and distances
     "term-syntax": ("term-syntax", "/equations/explicit/0/lhs",
                     lambda d: d["equations"]["explicit"][0].update(lhs="head(backbone(x)")),

@@ -44,7 +44,7 @@ def train(name: str, out: Path, device: str, rank: int, world_size: int) -> None
     if rank == 0:
         model.save_weights(out / f"{name}.safetensors")
     (out / f"{name}-history-{rank}.json").write_text(json.dumps(
-        {"epochs": history.epochs, "steps": history.steps, "evals": history.evals, "world_size": world_size}))
+        {"epochs": history.epochs, "steps": history.steps, "step_equations": history.step_equations, "evals": history.evals, "world_size": world_size}))
 
 
 def fail(device: str, rank: int) -> None:

@@ -107,6 +107,9 @@ def test_two_processes_end_where_one_process_does(two_process_run, name):
         assert h["world_size"] == 2
         assert len(h["steps"]) == len(ref["history"].steps) == worker.EPOCHS * worker.ROWS // (2 * worker.BATCH)
         np.testing.assert_allclose(h["steps"], ref["history"].steps, rtol=0, atol=TOL)
+        assert [list(e) for e in h["step_equations"]] == [list(e) for e in ref["history"].step_equations]
+        np.testing.assert_allclose([list(e.values()) for e in h["step_equations"]],
+                                   [list(e.values()) for e in ref["history"].step_equations], rtol=0, atol=TOL)
         for mine, theirs in zip(h["epochs"] + [e for _, e in h["evals"]],
                                 ref["history"].epochs + [e for _, e in ref["history"].evals]):
             assert mine.keys() == theirs.keys()

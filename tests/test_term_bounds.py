@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from diagrammatic_learning import Diagram, DiagramError, enumerate_terms, equations, load, mlp
 from diagrammatic_learning.equations import TermError, term_info
+from diagrammatic_learning.term_graph import TermGraph
 from diagrammatic_learning.terms import Term, compare_terms, parse_term, term_key
 
 
@@ -157,6 +158,36 @@ def test_wide_products_of_one_data_object_stop_at_the_bound():
     assert rejected(document) == [("too-many-terms", "/objects/2")]
 
 
+def many_wide_objects(n: int, k: int) -> tuple[list, list]:
+    """X with k data arrows (k terms) and n objects Y_j, each with one model from X (k terms each)."""
+    objects = [{"name": "D", "kind": "data"}, tensor("X")] + [tensor(f"Y{j}") for j in range(n)]
+    arrows = [data_arrow(f"x{i}", "D", "X") for i in range(k)] + [model(f"m{j}", "X", f"Y{j}") for j in range(n)]
+    return objects, arrows
+
+
+def test_many_objects_stop_at_the_total_bound():
+    # 8 terms at X, then 8 more per Y_j: after Y_j, 8 (j + 2) terms in all; Y11 (104) is the first past 100,
+    # and it alone is reported, though every object is within max_terms
+    objects, arrows = many_wide_objects(50, 8)
+    assert rejected(doc(objects, arrows, max_total_terms=100)) == [("too-many-total-terms", "/objects/13")]
+    assert rejected(doc(objects, arrows, max_total_terms=103)) == [("too-many-total-terms", "/objects/13")]
+    assert rejected(doc(objects, arrows, max_total_terms=104, max_equations=10 ** 6)) == [
+        ("too-many-total-terms", "/objects/14")]
+    # all 8 + 50 * 8 = 408 terms within the bound: enumeration goes on (to the equations' bound)
+    assert rejected(doc(objects, arrows, max_total_terms=408, max_equations=50 * 28 - 1)) == [
+        ("too-many-equations", "/objects/51")]
+    with deadline():
+        d = load(doc(objects, arrows, max_total_terms=408, max_equations=50 * 28))
+        assert sum(len(ts) for ts in enumerate_terms(d).values()) == 408
+
+
+def test_many_objects_at_the_default_total_bound_answer_quickly():
+    # 256 terms (the default max_terms) at X and at each of 2,000 objects: 512,256 terms, a file of 300 KB;
+    # the default 100,000 is passed at Y389 (256 * 391 terms), which is reported, before Y390 is looked at
+    objects, arrows = many_wide_objects(2000, 256)
+    assert rejected(doc(objects, arrows)) == [("too-many-total-terms", "/objects/391")]
+
+
 # ----------------------------------------------------------------------------- the spec's definitions, by brute force
 
 
@@ -261,6 +292,23 @@ def test_bounds_are_reported_exactly_when_exceeded(d, max_terms, max_size, max_e
         assert info.value.code == "too-many-equations"
     else:
         assert equations(d) == all_equations
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(diagrams(), st.integers(1, 16))
+def test_the_total_bound_is_reported_exactly_when_exceeded(d, max_total):
+    # every term of every object is found once without cycles, at least once with them (SPEC §5.3)
+    want = oracle(d)
+    found = sum(len(ts) for ts in want.values())
+    d.max_total_terms = max_total
+    try:
+        enumerate_terms(d)
+    except DiagramError as e:
+        assert [p.code for p in e.problems] == ["too-many-total-terms"]
+        if not any(TermGraph(d).cyclic):
+            assert found > max_total
+    else:
+        assert found <= max_total
 
 
 def test_equations_are_built_once_and_again_after_a_change():

@@ -168,6 +168,14 @@ def test_train_options_history_plots_and_validation(tmp_path, capsys):
     assert [e["epoch"] for e in doc["epochs"]] == [1, 2]
     assert len(doc["steps"]) == 2 * 4 and [s["epoch"] for s in doc["steps"]] == [1] * 4 + [2] * 4  # 200 rows / 64
     assert all(set(e["train"]) == {"total", "classifier(x) = y"} for e in doc["epochs"])
+    # per step each equation's loss; with one equation of weight 1 it is the total, and each epoch's mean is
+    # the mean of its steps' values
+    assert all(set(st["equations"]) == {"classifier(x) = y"} for st in doc["steps"])
+    for st in doc["steps"]:
+        assert st["equations"]["classifier(x) = y"] == pytest.approx(st["total"], rel=1e-12)
+    for e in doc["epochs"]:
+        per_step = [st["equations"]["classifier(x) = y"] for st in doc["steps"] if st["epoch"] == e["epoch"]]
+        assert e["train"]["classifier(x) = y"] == pytest.approx(np.mean(per_step), rel=1e-9)
     # the last held-out entry is what the NumPy reference computes from the written weights
     last = doc["epochs"][-1]["validation"]
     assert last["examples"] == 90
@@ -190,6 +198,29 @@ def test_train_without_validation_data_has_no_held_out_part(tmp_path, capsys):
     assert "held-out" not in capsys.readouterr().out
     doc = json.loads(history.read_text())
     assert doc["validation"] is None and doc["epochs"][0]["validation"] is None
+
+
+def test_history_per_step_losses_per_equation_add_up_to_the_total(tmp_path, capsys):
+    # distillation: two automatic equations (weight 1) and the explicit "distill" (weight 0.9, from the file)
+    cols = digits("train")[0]
+    train_file, history = tmp_path / "train.npz", tmp_path / "h.json"
+    np.savez(train_file, image=cols["image"][:128], label=cols["label"][:128])
+    diagram = str(EXAMPLES / "distillation.json")
+    assert dlearn(["train", diagram, "--data", str(train_file), "--epochs", "2", "--dtype", "float64",
+                   "--history", str(history), "--weights-out", str(tmp_path / "w.safetensors"), "--quiet"]) == 0
+    capsys.readouterr()
+    doc = json.loads(history.read_text())
+    explicit = {e["name"]: e.get("weight", 1.0) for e in json.loads(Path(diagram).read_text())["equations"]["explicit"]}
+    assert len(doc["equations"]) >= 2 and "distill" in doc["equations"]
+    assert len(doc["steps"]) == 2 * 2  # 128 rows / 64
+    for st in doc["steps"]:
+        assert list(st["equations"]) == doc["equations"]
+        weighted = sum(explicit.get(name, 1.0) * v for name, v in st["equations"].items())
+        assert st["total"] == pytest.approx(weighted, rel=1e-12)
+    for e in doc["epochs"]:
+        for name in doc["equations"]:
+            per_step = [st["equations"][name] for st in doc["steps"] if st["epoch"] == e["epoch"]]
+            assert e["train"][name] == pytest.approx(np.mean(per_step), rel=1e-9)
 
 
 def test_train_option_errors_write_nothing(tmp_path, capsys):

@@ -170,21 +170,28 @@ struct Diagram
     format_version::String
     max_term_size::Union{Nothing,Int}
     max_equations::Union{Nothing,Int}
+    max_total_terms::Union{Nothing,Int}
 end
 
-# the form without the bounds added later (SPEC §5.3, §6.4): both at their defaults
+# the forms without the bounds added later (SPEC §5.3, §6.4): those at their defaults
 Diagram(name, description, objects, arrows, object_index, arrow_index, automatic, explicit, max_terms,
         format_version) =
     Diagram(name, description, objects, arrows, object_index, arrow_index, automatic, explicit, max_terms,
-            format_version, nothing, nothing)
+            format_version, nothing, nothing, nothing)
+Diagram(name, description, objects, arrows, object_index, arrow_index, automatic, explicit, max_terms,
+        format_version, max_term_size, max_equations) =
+    Diagram(name, description, objects, arrows, object_index, arrow_index, automatic, explicit, max_terms,
+            format_version, max_term_size, max_equations, nothing)
 
 const DEFAULT_MAX_TERMS = 256
 const DEFAULT_MAX_TERM_SIZE = 1000
 const DEFAULT_MAX_EQUATIONS = 10000
+const DEFAULT_MAX_TOTAL_TERMS = 100000  # terms found over all objects while enumerating (SPEC §5.3)
 
 term_bound(d::Diagram) = d.max_terms === nothing ? DEFAULT_MAX_TERMS : d.max_terms
 term_size_bound(d::Diagram) = d.max_term_size === nothing ? DEFAULT_MAX_TERM_SIZE : d.max_term_size
 equation_bound(d::Diagram) = d.max_equations === nothing ? DEFAULT_MAX_EQUATIONS : d.max_equations
+total_term_bound(d::Diagram) = d.max_total_terms === nothing ? DEFAULT_MAX_TOTAL_TERMS : d.max_total_terms
 has_object(d::Diagram, name::AbstractString) = haskey(d.object_index, name)
 has_arrow(d::Diagram, name::AbstractString) = haskey(d.arrow_index, name)
 object_named(d::Diagram, name::AbstractString) = d.objects[d.object_index[name]]
@@ -273,11 +280,13 @@ function diagram_from_json(doc::AbstractDict)
     max_terms = get(doc, "max_terms", nothing)
     max_term_size = get(doc, "max_term_size", nothing)
     max_equations = get(doc, "max_equations", nothing)
+    max_total_terms = get(doc, "max_total_terms", nothing)
     return Diagram(get(doc, "name", nothing), get(doc, "description", nothing), objects, arrows, object_index,
                    arrow_index, get(eqs, "automatic", true), explicit,
                    max_terms === nothing ? nothing : json_int(max_terms), doc["format_version"],
                    max_term_size === nothing ? nothing : json_int(max_term_size),
-                   max_equations === nothing ? nothing : json_int(max_equations))
+                   max_equations === nothing ? nothing : json_int(max_equations),
+                   max_total_terms === nothing ? nothing : json_int(max_total_terms))
 end
 
 # ----------------------------------------------------------------------------- to JSON

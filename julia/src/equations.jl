@@ -91,8 +91,9 @@ function term_info(d::Diagram, t::Term)
     return TermInfo(arrow.target, infos[1].data_object, encoding, trainable)
 end
 
-# An object past a bound of SPEC §5.3: `code` is "too-many-terms", "term-too-large", or "cycles"
-# (the step budget inside cycles is spent: reported as too-many-terms for the object under way).
+# An object past a bound of SPEC §5.3: `code` is "too-many-terms", "term-too-large", "cycles"
+# (the step budget inside cycles is spent: reported as too-many-terms for the object under way), or
+# "total" (more than max_total_terms terms found: too-many-total-terms for the object under way).
 struct TooManyTerms <: Exception
     object::String
     code::String
@@ -132,8 +133,10 @@ mutable struct TermEnumerator
     d::Diagram
     bound::Int
     size_bound::Int
+    total_bound::Int
     graph::TermGraph
     steps::Int
+    found::Int
     into::Dict{String,Vector{ArrowInto}}
     within::Dict{Int,Set{String}}
     memo::Dict{Tuple{String,Vector{String}},Vector{Tuple{Term,TermInfo}}}
@@ -158,13 +161,20 @@ function TermEnumerator(d::Diagram, g::TermGraph = TermGraph(d))
                                             a isa FunctionArrow && a.op == "stop_gradient"))
         end
     end
-    return TermEnumerator(d, term_bound(d), term_size_bound(d), g, 0, into, within,
+    return TermEnumerator(d, term_bound(d), term_size_bound(d), total_term_bound(d), g, 0, 0, into, within,
                           Dict{Tuple{String,Vector{String}},Vector{Tuple{Term,TermInfo}}}())
 end
 
 function count_step!(e::TermEnumerator, object::String)
     e.steps += 1
     e.steps > MAX_CYCLIC_STEPS && throw(TooManyTerms(object, "cycles"))
+    return nothing
+end
+
+# One more term found, in any computation; past max_total_terms enumeration stops (SPEC §5.3).
+function count_found!(e::TermEnumerator, object::String)
+    e.found += 1
+    e.found > e.total_bound && throw(TooManyTerms(object, "total"))
     return nothing
 end
 
@@ -186,6 +196,8 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
         if arrow.leaf !== nothing
             push!(out, arrow.leaf)
             counting && count_step!(e, object)
+            length(out) > e.bound && throw(TooManyTerms(object, "too-many-terms"))
+            count_found!(e, object)
         else
             inner = any(arrow.inside) ? sort!(unique!([forbidden; arrow.name])) : String[]
             choices = Vector{Tuple{Term,TermInfo}}[object_terms(e, s, inside ? inner : String[])
@@ -207,6 +219,7 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
                     counting && count_step!(e, object)
                     term_size(t) > e.size_bound && throw(TooManyTerms(object, "term-too-large"))
                     length(out) > e.bound && throw(TooManyTerms(object, "too-many-terms"))
+                    count_found!(e, object)
                 end
             else
                 foreach_combination(choices) do combo
@@ -216,6 +229,7 @@ function object_terms(e::TermEnumerator, object::String, forbidden::Vector{Strin
                     counting && count_step!(e, object)
                     term_size(t) > e.size_bound && throw(TooManyTerms(object, "term-too-large"))
                     length(out) > e.bound && throw(TooManyTerms(object, "too-many-terms"))
+                    count_found!(e, object)
                 end
             end
         end
@@ -280,7 +294,8 @@ Every non-data object's enumerated terms with their types, objects in declaratio
 in canonical order, within the bounds of SPEC §5.3: `too-many-terms` for objects whose terms may
 nest more than $MAX_TERM_DEPTH arrows deep (checked first, in linear time), with more than
 `max_terms` terms, or under way when the steps inside cycles run out; `term-too-large` for a term
-of more than `max_term_size` arrows.
+of more than `max_term_size` arrows; `too-many-total-terms` for the object under way when more
+than `max_total_terms` terms have been found over all objects.
 """
 function enumerate_terms(d::Diagram)
     graph = TermGraph(d)
@@ -298,15 +313,16 @@ function enumerate_terms(d::Diagram)
             push!(out, o.name => object_terms(e, o.name))
         catch err
             err isa TooManyTerms || rethrow()
-            if err.code == "cycles"  # the step budget is spent: the object under way is reported, nothing more
-                haskey(over, o.name) || (over[o.name] = "cycles")
+            if err.code in ("cycles", "total")  # a budget is spent: the object under way is reported, nothing more
+                haskey(over, o.name) || (over[o.name] = err.code)
                 break
             end
             haskey(over, err.object) || (over[err.object] = err.code)
         end
     end
     if !isempty(over)
-        codes = Dict{String,String}(o => (c == "cycles" ? "too-many-terms" : c) for (o, c) in over)
+        codes = Dict{String,String}(o => (c == "cycles" ? "too-many-terms" : c == "total" ? "too-many-total-terms" : c)
+                                    for (o, c) in over)
         throw(objects_problem(d, codes, keys(over), o -> bound_message(d, o, over[o])))
     end
     return out
@@ -319,6 +335,9 @@ function bound_message(d::Diagram, o::String, why::String)
     why == "cycles" &&
         return "enumerating the terms of object $(repr(o)) takes more than $MAX_CYCLIC_STEPS steps inside " *
                "cycles (SPEC §5.3)"
+    why == "total" &&
+        return "the diagram's objects have more than $(total_term_bound(d)) terms in all (found while enumerating " *
+               "object $(repr(o))); raise max_total_terms or write explicit equations"
     return "object $(repr(o)) has more than $(term_bound(d)) terms; raise max_terms or write explicit equations"
 end
 

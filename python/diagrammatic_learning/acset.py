@@ -23,7 +23,7 @@ The schema, ``SchLearningDiagram``:
 * ``Equation``: the explicit equations in order, attribute ``eqspec`` (JSON:
   the entry as written in the diagram file).
 * ``Diagram``: one row, attribute ``dspec`` (JSON: format, format_version,
-  name, description, max_terms, max_term_size, max_equations and
+  name, description, max_terms, max_term_size, max_equations, max_total_terms and
   ``equations.automatic``).
 
 So the graph, the names and the kinds are plain columns for Catlab, and the

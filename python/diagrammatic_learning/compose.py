@@ -304,7 +304,8 @@ def rename(d: Diagram, names: Mapping[str, str]) -> Diagram:
                             for n in unknown])
     _check_names(names.values(), "")
     out = Diagram(d.name, d.description, automatic=d.automatic, max_terms=d.max_terms,
-                  format_version=d.format_version, max_term_size=d.max_term_size, max_equations=d.max_equations)
+                  format_version=d.format_version, max_term_size=d.max_term_size, max_equations=d.max_equations,
+                  max_total_terms=d.max_total_terms)
     out.objects = {names.get(n, n): _rename_object(o, names.get(n, n)) for n, o in d.objects.items()}
     out.arrows = {names.get(n, n): _rename_arrow(a, names) for n, a in d.arrows.items()}
     out.explicit = [_rename_equation(e, names, {}) for e in d.explicit]
@@ -391,7 +392,10 @@ def gluing(d1: Diagram, d2: Diagram, along: Any, prefix: str | None = None, name
                   automatic=d1.automatic, format_version=later(d1.format_version, d2.format_version),
                   max_terms=max((m for m in (d1.max_terms, d2.max_terms) if m is not None), default=None),
                   max_term_size=max((m for m in (d1.max_term_size, d2.max_term_size) if m is not None), default=None),
-                  max_equations=max((m for m in (d1.max_equations, d2.max_equations) if m is not None), default=None))
+                  max_equations=max((m for m in (d1.max_equations, d2.max_equations) if m is not None), default=None),
+                  # both diagrams' objects are enumerated together: their total bounds add up
+                  max_total_terms=(None if d1.max_total_terms is None and d2.max_total_terms is None
+                                   else d1.total_term_bound + d2.total_term_bound))
     out.objects = dict(d1.objects)
     out.objects.update({right[n]: _rename_object(o, right[n]) for n, o in d2.objects.items() if n not in back})
     out.arrows = dict(d1.arrows)
@@ -471,7 +475,8 @@ def restrict(d: Diagram, keep: Iterable[str], direction: str = "backward") -> Di
                 objects.add(a.target)
                 changed = True
     out = Diagram(d.name, d.description, automatic=d.automatic, max_terms=d.max_terms,
-                  format_version=d.format_version, max_term_size=d.max_term_size, max_equations=d.max_equations)
+                  format_version=d.format_version, max_term_size=d.max_term_size, max_equations=d.max_equations,
+                  max_total_terms=d.max_total_terms)
     out.objects = {n: o for n, o in d.objects.items() if n in objects}
     out.arrows = {n: a for n, a in d.arrows.items() if n in arrows}
     out.explicit = [e for e in d.explicit
@@ -497,5 +502,5 @@ def replace_model(d: Diagram, arrow: str, architecture: Architecture | None = No
     new = replace(old, architecture=architecture, external=external,
                   trainable=old.trainable if trainable is None else trainable)
     out = Diagram(d.name, d.description, dict(d.objects), {**d.arrows, arrow: new}, d.automatic, list(d.explicit),
-                  d.max_terms, d.format_version, d.max_term_size, d.max_equations)
+                  d.max_terms, d.format_version, d.max_term_size, d.max_equations, d.max_total_terms)
     return load(out)

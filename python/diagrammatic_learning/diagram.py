@@ -26,6 +26,7 @@ FORMAT_VERSION = "1.0"
 DEFAULT_MAX_TERMS = 256
 DEFAULT_MAX_TERM_SIZE = 1000
 DEFAULT_MAX_EQUATIONS = 10000
+DEFAULT_MAX_TOTAL_TERMS = 100000  # terms found over all objects while enumerating (SPEC §5.3)
 
 
 # ----------------------------------------------------------------------------- objects
@@ -180,6 +181,7 @@ class Diagram:
     format_version: str = FORMAT_VERSION
     max_term_size: int | None = None
     max_equations: int | None = None
+    max_total_terms: int | None = None
 
     # -- lookups
 
@@ -196,6 +198,11 @@ class Diagram:
     def equation_bound(self) -> int:
         """Most equations of the diagram (SPEC §6)."""
         return DEFAULT_MAX_EQUATIONS if self.max_equations is None else self.max_equations
+
+    @property
+    def total_term_bound(self) -> int:
+        """Most terms enumeration may find over all objects together (SPEC §5.3)."""
+        return DEFAULT_MAX_TOTAL_TERMS if self.max_total_terms is None else self.max_total_terms
 
     def position(self, arrow: str) -> int:
         """The 0-based declaration position of an arrow (the canonical order's alphabet)."""

@@ -122,7 +122,8 @@ def applied_info(diagram: Diagram, arrow_name: str, infos: list[TermInfo]) -> Te
 
 
 class _TooMany(Exception):
-    """An object past a bound of SPEC §5.3: ``code`` is ``too-many-terms`` or ``term-too-large``."""
+    """An object past a bound of SPEC §5.3: ``code`` is ``too-many-terms`` or ``term-too-large``, or
+    ``cycles`` / ``total`` when the steps inside cycles / the terms over all objects run out."""
 
     def __init__(self, obj: str, code: str):
         self.obj = obj
@@ -144,7 +145,9 @@ class TermEnumerator:
     of it), so an acyclic diagram is enumerated once per object. Only live arrows
     (``TermGraph``) are followed, so recursion never goes deeper than the depth bound.
     Work under non-empty forbidden sets (only inside cycles) is counted in steps, one per
-    computation and one per term found, and stops past ``MAX_CYCLIC_STEPS``.
+    computation and one per term found, and stops past ``MAX_CYCLIC_STEPS``. Every term
+    found, in any computation, counts toward ``max_total_terms`` (``found``), so the work
+    over all objects is bounded too.
 
     Each object's list is built in canonical order (§5.4) without comparing terms: arrows
     into the object are visited in declaration order, and for one arrow the argument lists
@@ -157,6 +160,8 @@ class TermEnumerator:
         self.d = diagram
         self.bound = diagram.term_bound
         self.size_bound = diagram.term_size_bound
+        self.total_bound = diagram.total_term_bound
+        self.found = 0  # terms found in every computation so far (SPEC §5.3, max_total_terms)
         self.graph = graph if graph is not None else TermGraph(diagram)
         g = self.graph
         self.steps = 0
@@ -194,6 +199,12 @@ class TermEnumerator:
         if self.steps > MAX_CYCLIC_STEPS:
             raise _TooMany(obj, "cycles")
 
+    def _found(self, obj: str) -> None:
+        """One more term found; past ``max_total_terms`` enumeration stops (SPEC §5.3)."""
+        self.found += 1
+        if self.found > self.total_bound:
+            raise _TooMany(obj, "total")
+
     def terms(self, obj: str, forbidden: frozenset[str] = _NO_ARROWS) -> list[tuple[Term, TermInfo]]:
         into = self.into.get(obj)
         if into is None:
@@ -217,6 +228,9 @@ class TermEnumerator:
                 out.append(how)
                 if counting:
                     self._step(obj)
+                if len(out) > bound:
+                    raise _TooMany(obj, "too-many-terms")
+                self._found(obj)
             else:
                 sources, inside, checked, fixed, trains, stops = how
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
@@ -239,6 +253,7 @@ class TermEnumerator:
                             raise _TooMany(obj, "term-too-large")
                         if len(out) > bound:
                             raise _TooMany(obj, "too-many-terms")
+                        self._found(obj)
                 else:
                     for combo in _combinations(choices):
                         t = Term(name, tuple(x[0] for x in combo))
@@ -250,6 +265,7 @@ class TermEnumerator:
                             raise _TooMany(obj, "term-too-large")
                         if len(out) > bound:
                             raise _TooMany(obj, "too-many-terms")
+                        self._found(obj)
             if len(out) > bound:
                 raise _TooMany(obj, "too-many-terms")
         self.memo[key] = out
@@ -293,7 +309,8 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
 
     ``too-many-terms`` for objects whose terms may nest more than 100 arrows deep (checked
     first, in linear time) or that have more than ``max_terms`` terms; ``term-too-large``
-    for objects with a term of more than ``max_term_size`` arrows.
+    for objects with a term of more than ``max_term_size`` arrows; ``too-many-total-terms``
+    for the object under way when more than ``max_total_terms`` terms have been found in all.
     """
     graph = TermGraph(diagram)
     deep = graph.too_deep()
@@ -310,8 +327,8 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
         try:
             out[name] = enum.terms(name)
         except _TooMany as e:
-            if e.code == "cycles":  # the step budget is spent: the object under way is reported, nothing more
-                over.setdefault(name, "cycles")
+            if e.code in ("cycles", "total"):  # a budget is spent: the object under way is reported, nothing more
+                over.setdefault(name, e.code)
                 break
             over.setdefault(e.obj, e.code)
     if over:
@@ -322,8 +339,11 @@ def enumerate_terms(diagram: Diagram) -> dict[str, list[tuple[Term, TermInfo]]]:
             if over[o] == "cycles":
                 return (f"enumerating the terms of object {o!r} takes more than {MAX_CYCLIC_STEPS} steps "
                         f"inside cycles (SPEC §5.3)")
+            if over[o] == "total":
+                return (f"the diagram's objects have more than {diagram.total_term_bound} terms in all (found while "
+                        f"enumerating object {o!r}); raise max_total_terms or write explicit equations")
             return f"object {o!r} has more than {diagram.term_bound} terms; raise max_terms or write explicit equations"
-        codes = {o: "too-many-terms" if c == "cycles" else c for o, c in over.items()}
+        codes = {o: {"cycles": "too-many-terms", "total": "too-many-total-terms"}.get(c, c) for o, c in over.items()}
         raise _objects_problem(diagram, codes, list(over), message)
     return out
 
@@ -390,7 +410,7 @@ def _fingerprint(d: Diagram) -> tuple[tuple, tuple]:
                  if getattr(o, "distance", None) is not None]
     distances += [(e.distance.name, tuple(e.distance.params.items())) for e in d.explicit if e.distance is not None]
     values = (tuple(d.objects), tuple(d.arrows), d.automatic, d.max_terms, d.max_term_size, d.max_equations,
-              distances)
+              d.max_total_terms, distances)
     return parts, values
 
 

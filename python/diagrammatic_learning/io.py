@@ -43,7 +43,7 @@ def from_json(doc: Mapping[str, Any]) -> Diagram:
     """Build a ``Diagram`` from a schema-valid document (no semantic checks; the first of duplicate names wins)."""
     d = Diagram(name=doc.get("name"), description=doc.get("description"), max_terms=doc.get("max_terms"),
                 format_version=doc["format_version"], max_term_size=doc.get("max_term_size"),
-                max_equations=doc.get("max_equations"))
+                max_equations=doc.get("max_equations"), max_total_terms=doc.get("max_total_terms"))
     for o in doc["objects"]:
         if o["name"] in d.objects:
             continue
@@ -148,6 +148,8 @@ def to_json(d: Diagram) -> dict[str, Any]:
         doc["max_term_size"] = d.max_term_size
     if d.max_equations is not None:
         doc["max_equations"] = d.max_equations
+    if d.max_total_terms is not None:
+        doc["max_total_terms"] = d.max_total_terms
     return doc
 
 

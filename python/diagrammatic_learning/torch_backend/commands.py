@@ -111,15 +111,17 @@ def _check_output_places(args: argparse.Namespace) -> None:
 
 def _history_document(args: argparse.Namespace, history: Any, names: list[str],
                       held_out: list[dict[str, Any]], held_out_name: str | None) -> dict[str, Any]:
-    """The training history as JSON: per epoch the training means and held-out results, per step the total."""
+    """The training history as JSON: per epoch the training means and held-out results, per step the total and
+    each equation's unweighted distance (the total is their sum weighted as in the diagram)."""
     steps_per_epoch = len(history.steps) // max(len(history.epochs), 1)
     return {
         "diagram": args.diagram, "data": args.data, "validation": held_out_name, "equations": names,
         "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size, "seed": args.seed,
         "epochs": [{"epoch": i + 1, "train": row, "validation": held_out[i] if held_out else None}
                    for i, row in enumerate(history.epochs)],
-        "steps": [{"step": i + 1, "epoch": i // steps_per_epoch + 1 if steps_per_epoch else 1, "total": total}
-                  for i, total in enumerate(history.steps)],
+        "steps": [{"step": i + 1, "epoch": i // steps_per_epoch + 1 if steps_per_epoch else 1, "total": total,
+                   "equations": equations}
+                  for i, (total, equations) in enumerate(zip(history.steps, history.step_equations))],
     }
 
 
@@ -400,7 +402,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "whose folders are created; the folder of a PATH given here must exist)")
     p.add_argument("--history", metavar="FILE.json",
                    help="also write the history: per epoch the training and held-out losses and accuracy, "
-                        "per step the total loss (default: not written)")
+                        "per step the total loss and each equation's loss (default: not written)")
     p.add_argument("--plot", metavar="DIR",
                    help="also write one loss plot per equation into DIR, training and held-out (default: none)")
     p.add_argument("--checkpoint-dir", metavar="DIR",

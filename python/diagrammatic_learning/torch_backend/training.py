@@ -30,7 +30,9 @@ PROGRESS_REFRESH_S = 0.5  # reading losses for the bar synchronises with the dev
 
 @dataclass
 class History:
-    """What ``fit`` saw: per epoch the mean loss of each equation and ``"total"``; per step the total.
+    """What ``fit`` saw: per epoch the mean loss of each equation and ``"total"``; per step the total
+    (``steps``) and each equation's unweighted distance (``step_equations``, equation name → value;
+    the step's total is Σ weight · distance over them, SPEC §6.3).
 
     ``evals`` holds ``(epoch, means)`` for each evaluation pass (``eval_every``),
     computed in evaluation mode without gradients. Under torch.distributed all
@@ -41,6 +43,7 @@ class History:
 
     epochs: list[dict[str, float]] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
+    step_equations: list[dict[str, float]] = field(default_factory=list)
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     communication: list[float] = field(default_factory=list)
 
@@ -184,14 +187,16 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
                 bar.close()
                 raise ValueError("the data yielded no batches")
             stacked = torch.stack(rows)
-            sums, totals = stacked.sum(0), list(stacked[:, 0])
+            sums, totals = stacked.sum(0), list(stacked)  # per step: the total, then each equation
             if session is not None:
                 sums, count, totals = session.reduce_epoch(sums, count, totals)
             means = _means(names, sums, count)
             bar.set_postfix(means)
             bar.close()
             history.epochs.append(means)
-            history.steps.extend(torch.stack(totals).tolist())
+            table = torch.stack(totals).tolist()  # one transfer for every step of the epoch
+            history.steps.extend(row[0] for row in table)
+            history.step_equations.extend({name: row[i + 1] for i, name in enumerate(names)} for row in table)
             if eval_every and (epoch % eval_every == 0 or epoch == epochs):
                 if session is None:
                     history.evals.append((epoch, mean_losses(model, data if eval_data is None else eval_data)))
