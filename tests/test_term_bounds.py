@@ -263,7 +263,13 @@ def test_enumeration_is_the_spec_s_definition_in_canonical_order(d):
 @given(diagrams(), st.integers(1, 6), st.integers(1, 12), st.integers(0, 8))
 def test_bounds_are_reported_exactly_when_exceeded(d, max_terms, max_size, max_equations):
     want = oracle(d)
-    all_equations = equations(d)
+    try:
+        all_equations = equations(d)
+    except DiagramError as e:
+        # the step budget inside cycles (SPEC §5.3) is its own bound, not the ones checked here;
+        # lowering max_terms or max_term_size only ends enumeration sooner
+        assert all(p.code == "too-many-terms" and "inside cycles" in p.message for p in e.problems), e
+        assume(False)
     d.max_terms = max_terms
     try:
         enumerate_terms(d)
