@@ -216,13 +216,7 @@ def phase(name, fn):
 
 def checks(doc):
     d = io.from_json(doc)
-    c = validate._Checker(d, doc)
-    c.names()
-    if c.references():
-        c.structure()
-    c.distances()
-    if c.problems:
-        raise DiagramError(c.problems)
+    validate.check_meaning(d, doc)
     return d
 
 if sys.argv[2] == "peak":  # the whole load under tracemalloc: the peak of Python allocations

@@ -199,8 +199,16 @@ class TermEnumerator:
         if self.steps > MAX_CYCLIC_STEPS:
             raise _TooMany(obj, "cycles")
 
-    def _found(self, obj: str) -> None:
-        """One more term found; past ``max_total_terms`` enumeration stops (SPEC §5.3)."""
+    def _keep(self, obj: str, out: list[tuple[Term, TermInfo]], t: Term, info: TermInfo, counting: bool) -> None:
+        """Add one term of ``obj`` to ``out``, checking in SPEC §5.3's order: the step inside a cycle,
+        the term's size, the object's count, then the count over all objects."""
+        out.append((t, info))
+        if counting:
+            self._step(obj)
+        if t.size > self.size_bound:
+            raise _TooMany(obj, "term-too-large")
+        if len(out) > self.bound:
+            raise _TooMany(obj, "too-many-terms")
         self.found += 1
         if self.found > self.total_bound:
             raise _TooMany(obj, "total")
@@ -220,17 +228,12 @@ class TermEnumerator:
         if counting:
             self._step(obj)
         out: list[tuple[Term, TermInfo]] = []
-        bound, size_bound, info_of = self.bound, self.size_bound, self._info
+        bound, keep, info_of = self.bound, self._keep, self._info
         for name, how in into:
             if name in forbidden:
                 continue
-            if isinstance(how[0], Term):  # a data arrow: its leaf
-                out.append(how)
-                if counting:
-                    self._step(obj)
-                if len(out) > bound:
-                    raise _TooMany(obj, "too-many-terms")
-                self._found(obj)
+            if isinstance(how[0], Term):  # a data arrow: its leaf (size 1, within every size bound)
+                keep(obj, out, how[0], how[1], counting)
             else:
                 sources, inside, checked, fixed, trains, stops = how
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
@@ -245,27 +248,13 @@ class TermEnumerator:
                                 continue  # an encoding the arrow does not accept: not a term
                         else:
                             encoding = fixed
-                        t = Term(name, (sub,))
-                        out.append((t, info_of(obj, i.data_object, encoding, (trains or i.trainable) and not stops)))
-                        if counting:
-                            self._step(obj)
-                        if t.size > size_bound:
-                            raise _TooMany(obj, "term-too-large")
-                        if len(out) > bound:
-                            raise _TooMany(obj, "too-many-terms")
-                        self._found(obj)
+                        keep(obj, out, Term(name, (sub,)),
+                             info_of(obj, i.data_object, encoding, (trains or i.trainable) and not stops), counting)
                 else:
                     for combo in _combinations(choices):
-                        t = Term(name, tuple(x[0] for x in combo))
                         trainable = (trains or any(x[1].trainable for x in combo)) and not stops
-                        out.append((t, info_of(obj, combo[0][1].data_object, fixed, trainable)))
-                        if counting:
-                            self._step(obj)
-                        if t.size > size_bound:
-                            raise _TooMany(obj, "term-too-large")
-                        if len(out) > bound:
-                            raise _TooMany(obj, "too-many-terms")
-                        self._found(obj)
+                        keep(obj, out, Term(name, tuple(x[0] for x in combo)),
+                             info_of(obj, combo[0][1].data_object, fixed, trainable), counting)
             if len(out) > bound:
                 raise _TooMany(obj, "too-many-terms")
         self.memo[key] = out

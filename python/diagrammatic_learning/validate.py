@@ -446,8 +446,9 @@ class _Checker:
                     self.add(code, pointer("objects", self.obj_index[name], "distance"), msg)
 
 
-def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
-    """Check the meaning of a schema-valid diagram (SPEC §1–7); raise ``DiagramError`` with every problem."""
+def check_meaning(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
+    """Check names, references, structure and distances of a schema-valid diagram: everything before
+    its terms and equations; raise ``DiagramError`` with every problem."""
     c = _Checker(d, doc)
     c.names()
     if c.references():
@@ -455,6 +456,11 @@ def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
     c.distances()
     if c.problems:
         raise DiagramError(c.problems)
+
+
+def check_diagram(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
+    """Check the meaning of a schema-valid diagram (SPEC §1–7); raise ``DiagramError`` with every problem."""
+    check_meaning(d, doc)
     try:
         equations(d)
     except RecursionError:
