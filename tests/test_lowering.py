@@ -249,6 +249,29 @@ def test_plans_too_large_to_write_out_are_interpreted_with_the_same_numbers(monk
         pytest.approx([v.item() for v in written.equations.values()], rel=1e-15)
 
 
+@pytest.mark.parametrize("kind,distance,encoding", [DISTANCES[0], DISTANCES[5]], ids=["mse", "cross_entropy"])
+def test_the_interpreter_gives_the_written_codes_losses_and_gradients(monkeypatch, kind, distance, encoding):
+    """Groups gather their sides from each distinct value stacked once; forward, losses and gradients agree."""
+    torch.manual_seed(0)
+    d = fan_out(kind, distance, encoding)
+    b = fan_out_batch(kind, encoding)
+    m = compile(d, dtype=F64)
+    assert any(p.group for p in lowering.equation_pieces(m))
+    results = []
+    for limit in (lowering.CODEGEN_LIMIT, 0):
+        monkeypatch.setattr(lowering, "CODEGEN_LIMIT", limit)
+        m._build_ops()
+        m.zero_grad()
+        m(b).backward()
+        total, stats = m.losses(b)
+        results.append((stats.tolist(), [p.grad.clone() for p in m.parameters()]))
+    assert m.code is None
+    (stats_w, grads_w), (stats_i, grads_i) = results
+    assert stats_i == pytest.approx(stats_w, rel=1e-14, abs=1e-16)
+    for gw, gi in zip(grads_w, grads_i):
+        torch.testing.assert_close(gi, gw, rtol=1e-13, atol=1e-15)
+
+
 # ----------------------------------------------------------------------------- the batch check
 
 
@@ -361,3 +384,59 @@ def test_cuda_loader_pins_batches_and_one_transfer_checks_every_index_column():
     with pytest.raises(DiagramError) as e:
         m(cuda)
     assert (e.value.code, e.value.pointer) == ("batch-index-range", "batch#big")
+
+
+# ----------------------------------------------------------------------------- the interpreter (large plans)
+
+
+def layered(width: int = 3, depth: int = 4) -> Diagram:
+    """Columns of objects L{l}_{j}, each fed by its own data arrow and by a model from the one before: model
+    ``m{l}_{j}`` is applied to every term of ``L{l-1}_{j}``, so a large plan applies one model many times."""
+    d = Diagram("layered")
+    d.data("D")
+    for level in range(depth + 1):
+        for j in range(width):
+            d.tensor(f"L{level}_{j}", [3], "float64")
+            d.data_arrow(f"d{level}_{j}", "D", f"L{level}_{j}", f"d{level}_{j}")
+            if level:
+                d.model(f"m{level}_{j}", f"L{level - 1}_{j}", f"L{level}_{j}",
+                        [layer("linear", in_features=3, out_features=3), layer("tanh")])
+    return d
+
+
+@pytest.mark.parametrize("source", ["layered", *(p.stem for p in EXAMPLES)])
+def test_the_interpreter_batches_applications_of_one_model_with_the_same_numbers(monkeypatch, source):
+    monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 0)
+    torch.manual_seed(0)
+    if source == "layered":
+        d = layered()
+        rng = np.random.default_rng(2)
+        batch = {a.column: rng.normal(size=(5, 3)) for a in d.arrows.values() if a.kind == "data"}
+    else:
+        d, batch = ROOT / "examples" / f"{source}.json", digits_batch()
+    m = compile(d, dtype=F64).eval()
+    assert m.code is None
+    interpreter = m._program().run.__closure__[0].cell_contents
+    together = [u for u in interpreter.units if u[0] == "models"]
+    if source == "layered":  # m2_j runs on 2 terms at once, m3_j on 3, m4_j on 4
+        assert sorted(len(u[1]) for u in together) == [2] * 3 + [3] * 3 + [4] * 3
+    assert_same(m, batch, exact=False)
+    ev, written = m.evaluate(batch), None
+    monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 10 ** 9)
+    m._build_ops()
+    written = m.evaluate(batch)
+    assert list(ev.equations) == list(written.equations)
+    for name in ev.equations:
+        assert ev.equations[name].item() == pytest.approx(written.equations[name].item(), rel=1e-13, abs=1e-15)
+    for text in written.terms:
+        torch.testing.assert_close(ev.terms[text], written.terms[text], rtol=1e-13, atol=1e-15)
+
+
+def test_a_model_with_a_hook_is_applied_once_per_term_by_the_interpreter(monkeypatch):
+    monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 0)
+    m = compile(layered(), dtype=F64)
+    calls = []
+    m["m4_0"].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    rng = np.random.default_rng(2)
+    m({a.column: rng.normal(size=(5, 3)) for a in m.diagram.arrows.values() if a.kind == "data"})
+    assert calls == [5, 5, 5, 5]  # four terms of L3_0, each its own call

@@ -335,3 +335,25 @@ def test_categorical_function_ops():
     close(terms["hot(label)"].numpy(), np.eye(3)[label])
     close(terms["soft(m(x))"].numpy(), np.exp(x) / np.exp(x).sum(-1, keepdims=True))
     assert terms["hot(label)"].dtype == F64
+
+
+# ----------------------------------------------------------------------------- default initialisation
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("in_features,out_features,bias", [(1, 1, True), (4, 4, True), (64, 10, False),
+                                                           (7, 300, True), (1000, 3, True)])
+def test_linear_layers_draw_the_numbers_nn_linear_draws(dtype, in_features, out_features, bias):
+    """The backend's linear initialises itself without kaiming_uniform_; the same seed gives nn.Linear's weights."""
+    from torch import nn
+    torch.manual_seed(in_features * 1000 + out_features)
+    ours = build_module([layer("linear", in_features=in_features, out_features=out_features, bias=bias)], dtype)
+    after_ours = torch.rand(3)
+    torch.manual_seed(in_features * 1000 + out_features)
+    theirs = nn.Linear(in_features, out_features, bias=bias, dtype=dtype)
+    after_theirs = torch.rand(3)
+    assert torch.equal(ours.layers[0].weight, theirs.weight)
+    assert (ours.layers[0].bias is None) == (theirs.bias is None)
+    if bias:
+        assert torch.equal(ours.layers[0].bias, theirs.bias)
+    assert torch.equal(after_ours, after_theirs)  # the generator advanced by as much

@@ -15,6 +15,7 @@ from typing import Iterator
 from .diagram import CategoricalObject, Diagram, Distance
 from .distances import DEFAULT_DISTANCE, check_distance, full_distance
 from .errors import DiagramError, Problem, pointer
+from .fingerprint import recall, remember
 from .term_graph import MAX_TERM_DEPTH, TermGraph
 from .terms import Term, TermSyntaxError, parse_term
 
@@ -388,36 +389,13 @@ def _explicit_name_pair(name: str) -> tuple[Term, Term] | None:
     return lhs, rhs
 
 
-# A small cache so that validating and then compiling one loaded diagram builds its equations once.
-_CACHE_ATTRIBUTE = "_equations_cache"
-
-
-def _fingerprint(d: Diagram) -> tuple[tuple, tuple]:
-    """What the equations depend on: the parts themselves (frozen; compared by identity) and the values."""
-    parts = (*d.objects.values(), *d.arrows.values(), *d.explicit)
-    distances = [(o.distance.name, tuple(o.distance.params.items())) for o in d.objects.values()
-                 if getattr(o, "distance", None) is not None]
-    distances += [(e.distance.name, tuple(e.distance.params.items())) for e in d.explicit if e.distance is not None]
-    values = (tuple(d.objects), tuple(d.arrows), d.automatic, d.max_terms, d.max_term_size, d.max_equations,
-              d.max_total_terms, distances)
-    return parts, values
-
-
-def _same(a: tuple[tuple, tuple], b: tuple[tuple, tuple]) -> bool:
-    return (len(a[0]) == len(b[0]) and all(p is q for p, q in zip(a[0], b[0]))) and a[1] == b[1]
-
-
 def equations(diagram: Diagram) -> list[Equation]:
     """The diagram's equations in canonical order (SPEC §6); ``DiagramError`` lists every problem."""
-    cached = getattr(diagram, _CACHE_ATTRIBUTE, None)
-    fingerprint = _fingerprint(diagram)
-    if cached is not None and _same(cached[0], fingerprint):
-        return list(cached[1])
+    cached = recall(diagram, "equations")  # validating and then compiling one diagram builds them once
+    if cached is not None:
+        return list(cached)
     result = _equations(diagram)
-    try:
-        setattr(diagram, _CACHE_ATTRIBUTE, (fingerprint, tuple(result)))
-    except AttributeError:
-        pass
+    remember(diagram, "equations", tuple(result))
     return result
 
 

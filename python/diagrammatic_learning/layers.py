@@ -32,7 +32,8 @@ class LayerError(ValueError):
 
 def full_params(layer: Layer) -> dict[str, Any]:
     """The layer's parameters with every default filled in (SPEC §4)."""
-    params = copy.deepcopy(DEFAULTS.get(layer.type, {}))
+    params = {k: copy.deepcopy(v) if isinstance(v, (list, dict)) else v  # the defaults' lists stay unshared
+              for k, v in DEFAULTS.get(layer.type, {}).items()}
     params.update({k: v for k, v in layer.params.items() if not k.startswith("x-")})
     if layer.type in ("max_pool2d", "avg_pool2d") and "stride" not in params:
         params["stride"] = list(params["kernel_size"])

@@ -14,6 +14,7 @@ from math import prod
 
 from .diagram import Architecture, Diagram
 from .errors import DiagramError, pointer
+from .fingerprint import recall, remember
 from .layers import architecture_parameter_shapes
 
 MAX_PARAMETERS = 1 << 28  # 268,435,456: 1 GiB in float32, 2 GiB in float64
@@ -52,14 +53,17 @@ def check_parameter_count(diagram: Diagram, limit: int | None = None) -> int:
     """The diagram's parameter count; ``too-many-parameters`` at the model arrow where the running count
     (declaration order) first exceeds the limit."""
     limit = max_parameters(limit)
+    counts = recall(diagram, "parameter counts")  # compile counts before reading weights and before building
+    if counts is None:
+        counts = tuple((arrow.name, architecture_parameter_count(arrow.architecture))
+                       for arrow in diagram.model_arrows() if arrow.architecture is not None)
+        remember(diagram, "parameter counts", counts)
     total = 0
-    for arrow in diagram.model_arrows():
-        if arrow.architecture is None:
-            continue
-        total += architecture_parameter_count(arrow.architecture)
+    for name, count in counts:
+        total += count
         if total > limit:
-            raise _refuse(pointer("arrows", diagram.position(arrow.name)), total, limit,
-                          f"with model {arrow.name!r} the diagram has")
+            raise _refuse(pointer("arrows", diagram.position(name)), total, limit,
+                          f"with model {name!r} the diagram has")
     return total
 
 

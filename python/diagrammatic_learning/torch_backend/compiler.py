@@ -22,6 +22,7 @@ from torch import nn
 from ..diagram import CategoricalObject, Diagram, ModelArrow
 from ..equations import Equation, equations
 from ..errors import DiagramError, Problem, pointer
+from ..gc_pause import gc_paused
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
 from ..limits import check_parameter_count
@@ -86,7 +87,7 @@ class CompiledDiagram(nn.ModuleDict):
         self._plan_counts = {name: 0 for name in diagram.arrows}
         for step in self._plan.steps:
             self._plan_counts[step.arrow] += 1
-        self._equation_names = tuple(e.name for e in self._equations)
+        self._names: tuple[str, ...] | None = None  # the equations' names, written on first use
         # every data arrow's column is checked (SPEC §8), not only those the equations read, and the columns
         # embedding layers read are bounded by their tables
         self._check_batch = BatchChecker(diagram, embedding_columns(diagram, self._plan))
@@ -97,7 +98,8 @@ class CompiledDiagram(nn.ModuleDict):
         self._bind(modules or {})
         for name in self._frozen:
             self._set_trainable(name, False)
-        self.to(self._device)
+        if self._device.type != "cpu":  # built on the CPU, so that a seed gives the same weights on any device
+            self.to(self._device)
         self._ready = True
         self._build_ops()
 
@@ -291,8 +293,14 @@ class CompiledDiagram(nn.ModuleDict):
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""
         total, distances, values = self._program().run(self, batch, EVALUATE)
-        return Evaluation(total, dict(zip(self._equation_names, distances)),
+        return Evaluation(total, dict(zip(self._equation_names(), distances)),
                           {step.text: v for step, v in zip(self._plan.steps, values)})
+
+    def _equation_names(self) -> tuple[str, ...]:
+        """The equations' names (automatic ones are ``"<lhs> = <rhs>"``: written once, when first asked for)."""
+        if self._names is None:
+            self._names = tuple(e.name for e in self._equations)
+        return self._names
 
     @contextlib.contextmanager
     def values_checked(self) -> Iterator["CompiledDiagram"]:
@@ -413,7 +421,9 @@ def compile(diagram: Source, weights: WeightsSource | None = None, modules: Mapp
         tensors, where = read_weights(weights)
         check_weights(d, tensors, where)
         weights = tensors
-    m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device, max_parameters=max_parameters)
+    with gc_paused():
+        m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device,
+                            max_parameters=max_parameters)
     if weights is not None:
         m.load_weights(weights)
     return m

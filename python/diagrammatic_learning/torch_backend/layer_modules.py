@@ -11,6 +11,7 @@ Parameter names and layouts are PyTorch's, which are the spec's (§8).
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -137,8 +138,35 @@ class Flatten(nn.Module):
         return x.reshape(x.shape[0], -1)
 
 
+# the gain nn.Linear.reset_parameters gives kaiming_uniform_ (a = √5): bound = √3 · gain / √fan_in
+_LINEAR_GAIN = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+
+
+class Linear(nn.Linear):
+    """``linear``: ``nn.Linear``, initialised with the very numbers ``nn.Linear`` draws, drawn directly.
+
+    ``reset_parameters`` makes the same two ``uniform_`` calls with the same
+    bounds, computed the same way, as ``nn.Linear``'s (so a seed gives equal
+    weights: ``tests/test_layer_modules.py``), without ``kaiming_uniform_``'s
+    dispatch, which is most of the time of building a small layer: a diagram of
+    5,000 linear models compiles noticeably faster.
+    """
+
+    def reset_parameters(self) -> None:
+        fan_in = self.in_features
+        if fan_in == 0 or self.out_features == 0:  # kaiming_uniform_'s own rules for empty tensors
+            return super().reset_parameters()
+        with torch.no_grad():
+            bound = math.sqrt(3.0) * (_LINEAR_GAIN / math.sqrt(fan_in))
+            self.weight.uniform_(-bound, bound)
+            if self.bias is not None:
+                bias_bound = 1 / math.sqrt(fan_in)
+                self.bias.uniform_(-bias_bound, bias_bound)
+        return None
+
+
 def _linear(p: dict[str, Any], dtype: torch.dtype) -> nn.Module:
-    return nn.Linear(p["in_features"], p["out_features"], bias=p["bias"], dtype=dtype)
+    return Linear(p["in_features"], p["out_features"], bias=p["bias"], dtype=dtype)
 
 
 def _layer_norm(p: dict[str, Any], dtype: torch.dtype) -> nn.Module:

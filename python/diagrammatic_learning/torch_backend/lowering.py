@@ -37,31 +37,31 @@ the weighted distances in equation order, as SPEC §6.3 says; a group adds its
 weighted sum at the place of its first equation.
 
 Plans too large to be worth writing out (``CODEGEN_LIMIT`` steps and
-equations) run through ``_Interpreter``, a loop over the same steps.
+equations) run through ``interpreter.Interpreter``, a loop over the same steps.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..diagram import Architecture, Diagram, ModelArrow
 from .architecture import ArchitectureModule
-from .batched_distances import batched_distance_fn
-from .distances import distance_fn
 from .functions import function_op
+from .interpreter import Interpreter
 from .layer_modules import LSTM, Embedding
+from .pieces import EVALUATE, FORWARD, GROUP_MIN, LOSSES, Piece, Program, equation_pieces
 from .plan import Plan, _int_column
 from .weights import to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
 
-FORWARD, LOSSES, EVALUATE = range(3)
-GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
+__all__ = ["CODEGEN_LIMIT", "EVALUATE", "FORWARD", "GROUP_MIN", "LOSSES", "Program", "embedding_columns",
+           "equation_pieces", "lstm_unrolled", "tracing", "write"]
+
 CODEGEN_LIMIT = 4000   # steps + equations above which the plan is interpreted instead of written out
 
 
@@ -116,56 +116,7 @@ def embedding_columns(diagram: Diagram, plan: Plan) -> dict[str, tuple[int, str]
     return out
 
 
-# ----------------------------------------------------------------------------- equations
-
-
-@dataclass(frozen=True)
-class Piece:
-    """One addend of the total: a single equation (``group`` None) or a group computed by one kernel."""
-
-    equations: tuple[int, ...]   # positions in the plan's equation order
-    fn: Callable[..., torch.Tensor]
-    weights: tuple[float, ...]
-
-    @property
-    def group(self) -> bool:
-        return len(self.equations) > 1
-
-
-def equation_pieces(model: "CompiledDiagram") -> list[Piece]:
-    """The equations as addends of the total, in the order of each addend's first equation."""
-    d, plan, dtype = model.diagram, model._plan, model.dtype
-    keys: dict[Any, list[int]] = {}
-    for pos, e in enumerate(plan.equations):
-        eq = e.equation
-        obj = d.objects[eq.object]  # objects of one kind, shape, classes and dtype have values of one shape
-        kind = (type(obj).__name__, obj.shape, getattr(obj, "classes", None), getattr(obj, "dtype", None))
-        key = (eq.distance.name, repr(sorted(eq.distance.params.items())), kind, eq.data_object, e.rhs_encoding)
-        keys.setdefault(key, []).append(pos)
-    grouped = {members[0]: members for members in keys.values() if len(members) >= GROUP_MIN}
-    inside = {pos for members in grouped.values() for pos in members}
-    pieces: list[Piece] = []
-    for pos, e in enumerate(plan.equations):
-        eq = e.equation
-        if pos in grouped:
-            members = grouped[pos]
-            fn = batched_distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
-            pieces.append(Piece(tuple(members), fn, tuple(float(plan.equations[i].equation.weight) for i in members)))
-        elif pos not in inside:
-            fn = distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
-            pieces.append(Piece((pos,), fn, (float(eq.weight),)))
-    return pieces
-
-
 # ----------------------------------------------------------------------------- the code
-
-
-@dataclass
-class Program:
-    """``run(model, batch, mode)`` of one lowering, and the source it was made from (None if interpreted)."""
-
-    run: Callable[[Any, Any, int], Any]
-    source: str | None
 
 
 class _Writer:
@@ -324,7 +275,7 @@ def write(model: "CompiledDiagram") -> Program:
     plan = model._plan
     pieces = equation_pieces(model)
     if len(plan.steps) + len(plan.equations) > CODEGEN_LIMIT:
-        return _Interpreter(model, pieces).program()
+        return Interpreter(model, pieces).program()
     w = _Writer(model)
     w.emit("CHECK(batch, self._check_values)")
     for i in range(len(plan.steps)):
@@ -341,72 +292,3 @@ def write(model: "CompiledDiagram") -> Program:
     namespace = dict(w.globals)
     exec(compile(source, f"<diagram {model.diagram.name}>", "exec"), namespace)  # noqa: S102 - our own code
     return Program(namespace["run"], source)
-
-
-class _Interpreter:
-    """The same computation as a loop over the steps, for plans too large to write out as code."""
-
-    def __init__(self, model: "CompiledDiagram", pieces: list[Piece]):
-        m, d = model, model.diagram
-        self.pieces = pieces
-        self.n_equations = len(m._plan.equations)
-        self.program_steps: list[tuple[str, Any, Any]] = []
-        for step in m._plan.steps:
-            if step.kind == "data":
-                self.program_steps.append(("data", step.column, step.float_column))
-            elif step.kind == "function":
-                self.program_steps.append(("function", function_op(d, d.arrows[step.arrow], m.dtype), step.args))
-            else:
-                self.program_steps.append(("model", step.arrow, step.args))
-        self.equations = m._plan.equations
-
-    def values(self, model: Any, batch: Any) -> list[torch.Tensor]:
-        model._check_batch(batch, model._check_values)
-        dtype, device = model.dtype, model.device
-        values: list[torch.Tensor] = []
-        for kind, a, b in self.program_steps:
-            if kind == "data":
-                col = batch[a]
-                if not (isinstance(col, torch.Tensor) and col.device == device and (not b or col.dtype == dtype)):
-                    col = to_tensor(col, dtype if b else None, device)
-                values.append(col)
-            elif kind == "function":
-                values.append(a(*[values[i] for i in b]))
-            else:
-                values.append(model._apply_model(a, [values[i] for i in b], len(values)))
-        model._last["counts"] = model._plan_counts
-        return values
-
-    def total(self, model: Any, values: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        distances: list[torch.Tensor | None] = [None] * self.n_equations
-        total: torch.Tensor | None = None
-        for piece in self.pieces:
-            eqs = [self.equations[e] for e in piece.equations]
-            if piece.group:
-                got = piece.fn(torch.stack([values[e.lhs] for e in eqs]), torch.stack([values[e.rhs] for e in eqs]))
-                for j, e in enumerate(piece.equations):
-                    distances[e] = got[j]
-                w = torch.tensor(piece.weights, dtype=got.dtype, device=got.device)
-                term = got.sum() if all(x == 1.0 for x in piece.weights) else (got * w).sum()
-            else:
-                term = piece.fn(values[eqs[0].lhs], values[eqs[0].rhs])
-                distances[piece.equations[0]] = term
-                if piece.weights[0] != 1.0:
-                    term = piece.weights[0] * term
-            total = term if total is None else total + term
-        if total is None:
-            total = torch.zeros((), dtype=model.dtype, device=model.device)
-        return total, distances  # type: ignore[return-value]
-
-    def program(self) -> Program:
-        def run(model: Any, batch: Any, mode: int) -> Any:
-            values = self.values(model, batch)
-            total, distances = self.total(model, values)
-            if mode == FORWARD:
-                return total
-            if mode == LOSSES:
-                with torch.no_grad():
-                    return total, torch.stack([total, *distances])
-            return total, distances, values
-
-        return Program(run, None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..diagram import DataArrow, Diagram, TensorObject
-from ..equations import Equation, term_info
+from ..equations import Equation, TermInfo, applied_info, term_info
 from ..terms import Term
 
 
@@ -57,26 +57,40 @@ def _int_column(diagram: Diagram, term: Term) -> str | None:
 
 
 def build_plan(diagram: Diagram, equations: list[Equation]) -> Plan:
-    """The steps computing every term the equations use, each distinct subterm exactly once."""
+    """The steps computing every term the equations use, each distinct subterm exactly once.
+
+    Steps come children first, in the order the equations first reach them; a
+    term already planned is not walked again, and each step's type is made from
+    its arguments' types, so the work is linear in the number of distinct
+    subterms, not in the sum of the equations' sizes.
+    """
     index: dict[Term, int] = {}
     steps: list[Step] = []
+    infos: list[TermInfo] = []
+
+    def add(term: Term) -> int:
+        at = index.get(term)
+        if at is not None:
+            return at
+        args = tuple(add(a) for a in term.args)  # as deep as a term nests: at most MAX_TERM_DEPTH
+        arrow = diagram.arrows[term.arrow]
+        if isinstance(arrow, DataArrow):
+            target = diagram.objects[arrow.target]
+            is_float = (target.is_float if isinstance(target, TensorObject)
+                        else (arrow.encoding or "index") == "probabilities")
+            step = Step(term, str(term), "data", arrow.name, args, arrow.column, is_float)
+            info = term_info(diagram, term)
+        else:
+            columns = tuple(c for c in (_int_column(diagram, a) for a in term.args) if c is not None)
+            step = Step(term, str(term), arrow.kind, arrow.name, args, int_columns=columns)
+            info = applied_info(diagram, term.arrow, [infos[i] for i in args])
+        index[term] = len(steps)
+        steps.append(step)
+        infos.append(info)
+        return index[term]
+
+    eq_steps = []
     for eq in equations:
-        for side in (eq.lhs, eq.rhs):
-            for term in side.subterms():
-                if term in index:
-                    continue
-                arrow = diagram.arrows[term.arrow]
-                args = tuple(index[a] for a in term.args)
-                if isinstance(arrow, DataArrow):
-                    target = diagram.objects[arrow.target]
-                    is_float = (target.is_float if isinstance(target, TensorObject)
-                                else (arrow.encoding or "index") == "probabilities")
-                    step = Step(term, str(term), "data", arrow.name, args, arrow.column, is_float)
-                else:
-                    columns = tuple(c for c in (_int_column(diagram, a) for a in term.args) if c is not None)
-                    step = Step(term, str(term), arrow.kind, arrow.name, args, int_columns=columns)
-                index[term] = len(steps)
-                steps.append(step)
-    eq_steps = tuple(EquationStep(eq, index[eq.lhs], index[eq.rhs], term_info(diagram, eq.rhs).encoding)
-                     for eq in equations)
-    return Plan(tuple(steps), eq_steps)
+        lhs, rhs = add(eq.lhs), add(eq.rhs)
+        eq_steps.append(EquationStep(eq, lhs, rhs, infos[rhs].encoding))
+    return Plan(tuple(steps), tuple(eq_steps))

@@ -1,0 +1,80 @@
+"""What every way of running a compiled diagram shares: the equations as addends, and the program's form.
+
+``equation_pieces`` splits the equations into the addends of the total: one
+equation alone, or a group of ``GROUP_MIN`` or more with the same distance,
+object shape (kind, shape, classes, dtype), data object and right-hand
+encoding, computed by one batched distance (``batched_distances.py``). A
+``Program`` is ``run(model, batch, mode)``, written out as code
+(``lowering``) or interpreted (``interpreter``); ``mode`` says what it returns:
+
+- ``FORWARD``: the total loss;
+- ``LOSSES``: the total and a detached vector ``[total, d₀, d₁, …]``;
+- ``EVALUATE``: the total, every distance and every term's value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+
+from .batched_distances import batched_distance_fn
+from .distances import distance_fn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .compiler import CompiledDiagram
+
+FORWARD, LOSSES, EVALUATE = range(3)
+GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
+
+
+@dataclass
+class Program:
+    """``run(model, batch, mode)`` of one lowering, and the source it was made from (None if interpreted)."""
+
+    run: Callable[[Any, Any, int], Any]
+    source: str | None
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One addend of the total: a single equation (``group`` None) or a group computed by one kernel."""
+
+    equations: tuple[int, ...]   # positions in the plan's equation order
+    fn: Callable[..., torch.Tensor]
+    weights: tuple[float, ...]
+
+    @property
+    def group(self) -> bool:
+        return len(self.equations) > 1
+
+
+def equation_pieces(model: "CompiledDiagram") -> list[Piece]:
+    """The equations as addends of the total, in the order of each addend's first equation."""
+    d, plan, dtype = model.diagram, model._plan, model.dtype
+    keys: dict[Any, list[int]] = {}
+    known: dict[tuple, Any] = {}  # one key per object, distance, data object and encoding, made once
+    for pos, e in enumerate(plan.equations):
+        eq = e.equation
+        short = (eq.object, id(eq.distance), eq.data_object, e.rhs_encoding)  # the plan keeps each distance alive
+        key = known.get(short)
+        if key is None:
+            obj = d.objects[eq.object]  # objects of one kind, shape, classes and dtype have values of one shape
+            kind = (type(obj).__name__, obj.shape, getattr(obj, "classes", None), getattr(obj, "dtype", None))
+            key = (eq.distance.name, repr(sorted(eq.distance.params.items())), kind, eq.data_object, e.rhs_encoding)
+            known[short] = key
+        keys.setdefault(key, []).append(pos)
+    grouped = {members[0]: members for members in keys.values() if len(members) >= GROUP_MIN}
+    inside = {pos for members in grouped.values() for pos in members}
+    pieces: list[Piece] = []
+    for pos, e in enumerate(plan.equations):
+        eq = e.equation
+        if pos in grouped:
+            members = grouped[pos]
+            fn = batched_distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
+            pieces.append(Piece(tuple(members), fn, tuple(float(plan.equations[i].equation.weight) for i in members)))
+        elif pos not in inside:
+            fn = distance_fn(eq.distance, d.objects[eq.object], e.rhs_encoding, dtype)
+            pieces.append(Piece((pos,), fn, (float(eq.weight),)))
+    return pieces
