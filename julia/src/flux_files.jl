@@ -58,8 +58,8 @@ function save_flux_model(path::AbstractString, model; architecture::Union{Nothin
             file["model_state"] = Flux.state(canonical)
         end
         file_step(path, "weights") do
+            open(sync_file, tmp, "r")  # before `set_mode`: the target's mode may not allow reading
             set_mode(tmp, mode)
-            open(sync_file, tmp, "r")
             replace_file(tmp, target)
         end
     catch
