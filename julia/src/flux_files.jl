@@ -8,7 +8,9 @@ const FLUX_MODEL_FORMAT = "diagrammatic-learning-flux-model"
 """
     check_architecture_json(arch; pointer="") -> Architecture
 
-An architecture from its JSON form, checked against the format's JSON Schema (`#/\$defs/architecture`);
+An architecture from its JSON form, checked against the format's JSON Schema (`#/\$defs/architecture`)
+and, as a diagram document is, for numbers that are not finite and integers beyond ±(2^53 − 1)
+(`bad-value`, SPEC §1: so that no declared size overflows `Int` when the shape rules multiply it);
 a [`DiagramError`](@ref) with the codes of SPEC §10 otherwise.
 """
 function check_architecture_json(arch; pointer::AbstractString = "")
@@ -19,6 +21,8 @@ function check_architecture_json(arch; pointer::AbstractString = "")
                             violation_message(v)) for v in violations]
         throw(DiagramError(problems))
     end
+    numbers = non_finite_problems(arch)
+    isempty(numbers) || throw(DiagramError([Problem(p.code, pointer * p.pointer, p.message) for p in numbers]))
     return architecture_from_json(arch)
 end
 
@@ -31,14 +35,19 @@ Save a Flux model as a JLD2 file with its architecture: `model` is a `Flux.Chain
 layers or a [`ProductModel`](@ref) (see [`export_model`](@ref)); `architecture` defaults to the
 one exported from it. What is stored is `Flux.state` of the model rebuilt from that architecture
 (one Flux layer per vocabulary layer), so [`load_flux_model`](@ref) can restore it exactly.
-Written through a temporary file and a rename.
+Written through a temporary file and a rename, as [`atomic_write`](@ref) writes: an existing
+file keeps its mode, a symlink is written through, a folder or missing folder is `weights-file`.
 """
 function save_flux_model(path::AbstractString, model; architecture::Union{Nothing,Architecture} = nothing,
                          inputs::Integer = model isa ProductModel ? length(model.branches) : 1)
     exported, tensors = export_model(model)
     arch = architecture === nothing ? exported : architecture
     canonical = build_model(arch, model_eltype(tensors); inputs = inputs, weights = tensors)
-    folder = dirname(abspath(path))
+    # as atomic_write (tensorfiles.jl) does, but JLD2 writes by name: through a symlink, keeping the
+    # target's mode, fsynced, renamed without `mv`'s removal of the target first
+    target = write_target(path, "weights")
+    folder = dirname(target)
+    mode = target_mode(target)
     tmp = tempname(folder; cleanup = false) * ".jld2"
     try
         JLD2.jldopen(tmp, "w") do file
@@ -48,11 +57,16 @@ function save_flux_model(path::AbstractString, model; architecture::Union{Nothin
             file["inputs"] = Int(inputs)
             file["model_state"] = Flux.state(canonical)
         end
-        mv(tmp, path; force = true)
+        file_step(path, "weights") do
+            open(sync_file, tmp, "r")  # before `set_mode`: the target's mode may not allow reading
+            set_mode(tmp, mode)
+            replace_file(tmp, target)
+        end
     catch
         rm(tmp; force = true)
         rethrow()
     end
+    sync_folder(folder)
     return path
 end
 

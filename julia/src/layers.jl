@@ -68,13 +68,20 @@ function parameter_shapes(layer::Layer)
         return ["weight" => ns, "bias" => copy(ns)]
     elseif t == "lstm"
         h, i = param_int(p, "hidden_size"), param_int(p, "input_size")
-        return ["weight_ih_l0" => [4h, i], "weight_hh_l0" => [4h, h], "bias_ih_l0" => [4h], "bias_hh_l0" => [4h]]
+        gates = json_int(4 * big(h))  # saturates: the parameter count (BigInt) then exceeds any limit
+        return ["weight_ih_l0" => [gates, i], "weight_hh_l0" => [gates, h], "bias_ih_l0" => [gates], "bias_hh_l0" => [gates]]
     end
     return Pair{String,Vector{Int}}[]
 end
 
+# Shape arithmetic on declared sizes is exact, as Python's is: in BigInt, the result saturating at
+# Int's range (json_int). Declared sizes are at most 2^53 − 1 (SPEC §1), but `dilation · kernel`,
+# a flattened size or a sum of concatenated sizes can pass 2^63 and would wrap around in Int;
+# a saturated size exceeds every declared one, so it fails the same comparisons as Python's
+# exact value (only the message shows typemax(Int) instead).
 # Python's `//` rounds toward −∞, so does `fld`; `div` would not for a negative numerator.
-pool_or_conv_out(size, pad, kernel, stride, dilation) = fld(size + pad - dilation * (kernel - 1) - 1, stride) + 1
+pool_or_conv_out(size, pad_low, pad_high, kernel, stride, dilation) =
+    json_int(fld(big(size) + pad_low + pad_high - big(dilation) * (kernel - 1) - 1, stride) + 1)
 
 """
     layer_output(layer::Layer, vt::ValueType) -> ValueType
@@ -99,7 +106,7 @@ function layer_output(layer::Layer, vt::ValueType)
             throw(LayerError("shape-mismatch", "linear expects last axis $(p["in_features"]), got shape $shape"))
         return ([shape[1:end-1]; param_int(p, "out_features")], "float")
     elseif t == "flatten"
-        return ([prod(shape)], "float")
+        return ([json_int(prod(big, shape; init = big(1)))], "float")
     elseif t == "last_step"
         length(shape) == 2 || throw(LayerError("shape-mismatch", "last_step expects [L, F], got shape $shape"))
         return (shape[2:2], "float")
@@ -131,8 +138,8 @@ function layer_output(layer::Layer, vt::ValueType)
             throw(LayerError("invalid-layer", "$t padding [$top, $bottom, $left, $right] must be smaller " *
                                               "than the kernel [$kh, $kw] on each side"))
         end
-        ho = pool_or_conv_out(h, top + bottom, kh, sh, dh)
-        wo = pool_or_conv_out(w, left + right, kw, sw, dw)
+        ho = pool_or_conv_out(h, top, bottom, kh, sh, dh)
+        wo = pool_or_conv_out(w, left, right, kw, sw, dw)
         (ho < 1 || wo < 1) &&
             throw(LayerError("shape-mismatch", "$t with kernel [$kh, $kw] leaves no output for input $shape"))
         return ([c, ho, wo], "float")
@@ -156,11 +163,11 @@ function combine_output(combine::AbstractString, types::Vector{ValueType})
     elseif combine == "concat"
         (any(isempty, shapes) || any(s -> s[1:end-1] != shapes[1][1:end-1], shapes)) &&
             throw(LayerError("shape-mismatch", "concat needs shapes equal but for the last axis, got $shapes"))
-        return ([shapes[1][1:end-1]; sum(s[end] for s in shapes)], "float")
+        return ([shapes[1][1:end-1]; json_int(sum(big(s[end]) for s in shapes))], "float")
     elseif combine == "prepend"
         (length(shapes) != 2 || length(shapes[1]) != 1 || length(shapes[2]) != 2 || shapes[1][1] != shapes[2][2]) &&
             throw(LayerError("shape-mismatch", "prepend needs [F] and [L, F], got $shapes"))
-        return ([shapes[2][1] + 1, shapes[1][1]], "float")
+        return ([json_int(big(shapes[2][1]) + 1), shapes[1][1]], "float")
     end
     throw(LayerError("bad-value", "unknown combine $(repr(combine))"))
 end

@@ -38,12 +38,13 @@ is_float_dtype(x::AbstractArray) = eltype(x) in (Float32, Float64)
 
 Every tensor of a safetensors file, in storage layout with its stored element type. A
 [`DiagramError`](@ref) `<what>-file` naming the file if it is missing, not a regular file (a FIFO
-or a device is refused before it is opened), truncated, or its header is inconsistent
-(SafeTensors.jl checks the header length, at most 100,000,000 bytes, and that the declared
-offsets and sizes tile the data before any tensor is read). A tensor of a dtype the format knows
-but this package does not read is `<what>-dtype` (SPEC §8): BF16 and F8 tensors load as
-`BFloat16`/`Float8` arrays and fail the dtype checks; F8_E8M0, F6_*, F4 and C64, which
-SafeTensors.jl does not know, are found in the header ([`unread_dtype_problem`](@ref)).
+or a device is refused before it is opened), truncated, or its header is inconsistent: the
+header (at most 100,000,000 bytes) is read and every declared size and offset checked against
+the file in exact arithmetic ([`safetensors_layout_problem`](@ref), Python's `tensorfiles._entries`)
+before SafeTensors.jl reads anything, so that no declared size wraps around `UInt64` there. A
+tensor of a dtype the format knows but this package does not read is `<what>-dtype` (SPEC §8):
+BF16 and F8 tensors load as `BFloat16`/`Float8` arrays and fail the dtype checks; F8_E8M0, F6_*,
+F4 and C64, which SafeTensors.jl does not know, are found in the header ([`unread_dtype_problem`](@ref)).
 """
 function read_safetensors(path::AbstractString, what::AbstractString = "weights")
     if !isfile(path)  # `isfile` is true for regular files only
@@ -51,41 +52,114 @@ function read_safetensors(path::AbstractString, what::AbstractString = "weights"
             "cannot read $what file: $path is not a regular file (a FIFO, a device, a socket or a folder)" :
             "cannot read $what file $path: no such file"))
     end
+    bad(message) = DiagramError("$what-file", path, "$path is not a readable safetensors file: $message")
+    header = safetensors_header(path)
+    header isa AbstractString && throw(bad(header))
+    problem = safetensors_layout_problem(header[2], header[1], filesize(path))
+    problem === nothing || throw(bad(problem))
     tensors = try
         SafeTensors.load_safetensors(path; mmap = false)
     catch err
         err isa InterruptException && rethrow()
-        problem = unread_dtype_problem(path, what)
+        problem = unread_dtype_problem(header[2], path, what)
         problem === nothing || throw(DiagramError(problem))
-        throw(DiagramError("$what-file", path, "$path is not a readable safetensors file: $(sprint(showerror, err))"))
+        throw(bad(sprint(showerror, err)))
     end
     return Dict{String,Array}(String(name) => storage_layout(t) for (name, t) in tensors)
 end
 
 # safetensors dtypes that SafeTensors.jl does not read, with their bits per entry
 const UNREAD_DTYPE_BITS = Dict("F8_E8M0" => 8, "F6_E2M3" => 6, "F6_E3M2" => 6, "F4" => 4, "C64" => 64)
+# and those it reads (Python's tensorfiles._NUMPY_DTYPES, plus BF16 and F8, which it also reads)
+const READ_DTYPE_BITS = Dict("BOOL" => 8, "U8" => 8, "I8" => 8, "F8_E5M2" => 8, "F8_E4M3" => 8, "I16" => 16,
+                            "U16" => 16, "F16" => 16, "BF16" => 16, "I32" => 32, "U32" => 32, "F32" => 32,
+                            "F64" => 64, "I64" => 64, "U64" => 64)
 const MAX_SAFETENSORS_HEADER = 100_000_000
 
 """
-    unread_dtype_problem(path, what) -> Union{Problem,Nothing}
+    safetensors_header(path) -> Union{Tuple{Int,Any},String}
 
-`<what>-dtype` for the first tensor (by key) of a file SafeTensors.jl could not read whose dtype
-is one the format knows but this package does not read; `nothing` if there is none or the header
-itself is unreadable (then the file is `<what>-file`). Reads at most the header.
+`(n, header)`: the header's length in bytes and its parsed JSON, reading at most `8 + n` bytes
+(`n` ≤ 100,000,000 and `8 + n` within the file, checked before the header is read); or a message
+saying why the header cannot be read.
 """
-function unread_dtype_problem(path::AbstractString, what::AbstractString)
-    header = try
-        open(path) do io
+function safetensors_header(path::AbstractString)
+    try
+        return open(path) do io
             head = read(io, 8)
-            length(head) == 8 || return nothing
+            length(head) == 8 || return "it has $(length(head)) bytes, fewer than the 8 of a header length"
             n = ltoh(reinterpret(UInt64, head)[1])
-            (n <= MAX_SAFETENSORS_HEADER && 8 + n <= filesize(path)) || return nothing
-            parse_json(String(read(io, Int(n))))
+            n <= MAX_SAFETENSORS_HEADER ||
+                return "its header claims $n bytes, more than the $MAX_SAFETENSORS_HEADER allowed"
+            file_size = filesize(path)
+            8 + Int(n) <= file_size || return "its header claims $n bytes, but the file has $file_size"
+            text = String(read(io, Int(n)))
+            isvalid(text) || return "the header is not UTF-8 text"
+            return (Int(n), parse_json(text))
         end
     catch err
         err isa InterruptException && rethrow()
-        return nothing
+        return "its header cannot be read: $(sprint(showerror, err))"
     end
+end
+
+is_json_count(x) = x isa Integer && !(x isa Bool) && x >= 0
+
+"""
+    safetensors_layout_problem(header, n, file_bytes) -> Union{String,Nothing}
+
+What is wrong with the sizes a parsed safetensors header declares, or `nothing`: each tensor's
+dtype known, shape and `data_offsets = [begin, end]` integers ≥ 0, `end - begin` the bytes of its
+shape and dtype, the tensors tiling the data after the header without gap or overlap, and ending
+where the file ends. The checks of Python's `tensorfiles._entries` and `_read_file`, in `BigInt`
+arithmetic; a product is not multiplied further once it exceeds the file (bounded work).
+"""
+function safetensors_layout_problem(header, n::Integer, file_bytes::Integer)
+    header isa AbstractDict || return "the header is not a JSON object"
+    data_bytes = big(file_bytes) - 8 - n
+    spans = Tuple{BigInt,BigInt,String}[]
+    for (key, info) in header
+        key == "__metadata__" && continue
+        name = repr(String(key))
+        info isa AbstractDict || return "tensor $name: an entry is {dtype, shape, data_offsets}"
+        dtype, shape, offsets = get(info, "dtype", nothing), get(info, "shape", nothing), get(info, "data_offsets", nothing)
+        bits = dtype isa AbstractString ? get(READ_DTYPE_BITS, dtype, get(UNREAD_DTYPE_BITS, dtype, 0)) : 0
+        bits == 0 && return "tensor $name: unknown dtype $(repr(dtype))"
+        (shape isa AbstractVector && all(is_json_count, shape)) ||
+            return "tensor $name: the shape must be a list of sizes ≥ 0"
+        (offsets isa AbstractVector && length(offsets) == 2 && all(is_json_count, offsets) && offsets[1] <= offsets[2]) ||
+            return "tensor $name: data_offsets must be [begin, end] with 0 ≤ begin ≤ end"
+        first_byte, end_byte = big(offsets[1]), big(offsets[2])
+        nbits = big(bits)
+        if any(iszero, shape)
+            nbits = big(0)
+        else
+            for dim in shape
+                nbits *= dim
+                nbits > 8 * data_bytes && break  # more than the file holds: no need for the exact product
+            end
+        end
+        nbits == 8 * (end_byte - first_byte) ||
+            return "tensor $name: $(end_byte - first_byte) bytes for a $dtype tensor of shape $shape"
+        push!(spans, (first_byte, end_byte, String(key)))
+    end
+    expected = big(0)
+    for (first_byte, end_byte, key) in sort!(spans)
+        first_byte == expected ||
+            return "tensor $(repr(key)) starts at byte $first_byte, not $expected: the data has a gap or overlap"
+        expected = end_byte
+    end
+    expected == data_bytes || return "the tensors take $expected bytes, but $data_bytes follow the header"
+    return nothing
+end
+
+"""
+    unread_dtype_problem(header, path, what) -> Union{Problem,Nothing}
+
+`<what>-dtype` for the first tensor (by key) of a parsed safetensors header whose dtype is one
+the format knows but this package does not read; `nothing` if there is none.
+"""
+function unread_dtype_problem(header, path::AbstractString, what::AbstractString)
     header isa AbstractDict || return nothing
     for key in sort!([String(k) for k in keys(header)])
         info = header[key]
@@ -113,26 +187,122 @@ function write_safetensors(path::AbstractString, tensors::AbstractDict{String,<:
 end
 
 """
-    atomic_write(f, path)
+    atomic_write(f, path; what="weights") -> path
 
-Call `f(io)` on a temporary file beside `path`, then rename it to `path`; on failure nothing is left.
-The file is created by `open(tmp, "w")`, so it gets the mode a plain write gives (0666 less the
-umask, as Python's writer restores), not `mktemp`'s private 0600.
+Call `f(io)` on a new temporary file beside the file `path` names, then rename it over that
+file: never a half-written file. The semantics of the Python library's `files.atomic_write`:
+an existing file keeps its permission bits (a 0600 file stays 0600; a new one gets 0666 less
+the umask, as a plain `open` gives); a symlink is written through (the file it leads to is
+replaced, the link stays a link); the file is fsynced before the rename and its folder after
+(on POSIX systems; on Windows both are skipped and the mode is left to the folder, see
+`target_mode`); the temporary file is
+removed on any exception, one thrown by `f` included, which is then rethrown unchanged. Folders
+are never created. A [`DiagramError`](@ref) `<what>-file` naming `path` if the target is a folder
+or another non-regular file (a FIFO, a device, a socket: Python would replace those, this
+package refuses them), its folder does not exist, or the file system refuses a step.
 """
-function atomic_write(f, path::AbstractString)
-    folder = dirname(abspath(path))
-    tmp = tempname(folder; cleanup = false)
-    io = open(tmp, "w")
+function atomic_write(f, path::AbstractString; what::AbstractString = "weights")
+    target = write_target(path, what)
+    folder = dirname(target)
+    mode = target_mode(target)
+    tmp, io = file_step(() -> mktemp(folder; cleanup = false), path, what)
     try
+        file_step(() -> set_mode(tmp, mode), path, what)
         f(io)
-        close(io)
-        mv(tmp, path; force = true)
+        file_step(path, what) do
+            flush(io)
+            sync_file(io)
+            close(io)
+            replace_file(tmp, target)
+        end
     catch
-        close(io)
+        try
+            close(io)  # flushes what `f` wrote into the file about to be removed; may fail again
+        catch
+        end
         rm(tmp; force = true)
         rethrow()
     end
+    sync_folder(folder)
     return path
+end
+
+# The file a write to `path` replaces: `path`, or the end of the chain of symlinks it starts
+# (followed by hand, so that a link to a file not yet there is written through too, as Python's
+# `os.path.realpath` does); refused if that is a folder or not a regular file, or its folder is missing.
+function write_target(path::AbstractString, what::AbstractString)
+    target = abspath(path)
+    hops = 0
+    while islink(target)
+        hops += 1
+        hops > 40 && throw(DiagramError("$what-file", path, "cannot write $path: too many levels of symbolic links"))
+        target = joinpath(dirname(target), readlink(target))  # an absolute link replaces the folder
+    end
+    isdir(target) && throw(DiagramError("$what-file", path, "cannot write a file over a folder: $target"))
+    (ispath(target) && !isfile(target)) &&
+        throw(DiagramError("$what-file", path, "cannot write $path: $target is not a regular file " *
+                                               "(a FIFO, a device or a socket)"))
+    isdir(dirname(target)) ||
+        throw(DiagramError("$what-file", path, "cannot write $path: no such folder $(dirname(target)) " *
+                                               "(folders are not created)"))
+    return target
+end
+
+# Run one file system step of a write (Base's file functions only: they throw `SystemError`,
+# `Base.IOError` or, for a path holding "\0", `ArgumentError`); what fails is `<what>-file` naming `path`.
+function file_step(action, path::AbstractString, what::AbstractString)
+    try
+        return action()
+    catch err
+        (err isa InterruptException || err isa DiagramError) && rethrow()
+        throw(DiagramError("$what-file", path, "cannot write $path: $(sprint(showerror, err))"))
+    end
+end
+
+# The permission bits the written file gets: an existing target's, else those a plain `open` gives
+# a new file (0666 less the umask); `nothing` on Windows, where `chmod` sets ACLs (Julia ≥ 1.6) and
+# `mktemp`'s file keeps the folder's, as Python's `os.chmod` there only sets the read-only flag.
+function target_mode(target::AbstractString)
+    Sys.iswindows() && return nothing
+    return isfile(target) ? filemode(target) & 0o7777 : new_file_mode()
+end
+
+set_mode(tmp::AbstractString, mode) = mode === nothing ? nothing : chmod(tmp, mode)
+
+# 0666 less the process's umask, read by setting it and setting it back (as Python's files.py and
+# Julia's own test/file.jl do; mode_t has at most 32 bits).
+function new_file_mode()
+    mask = ccall(:umask, Cuint, (Cuint,), 0o077)  # 0o077, not 0: files others create meanwhile stay private
+    ccall(:umask, Cuint, (Cuint,), mask)
+    return 0o666 & ~(mask & 0o777)
+end
+
+# fsync(2) of an open file (Julia's Base has no fsync); skipped on Windows.
+function sync_file(io::IOStream)
+    Sys.iswindows() && return nothing
+    systemerror("fsync", ccall(:fsync, Cint, (Cint,), fd(io)) != 0)
+    return nothing
+end
+
+# rename(2) through libuv (`jl_fs_rename`, what `Base.Filesystem.rename` calls), without `mv`: with
+# `force = true`, the `mv` of Julia's base/file.jl before `_mv_replace` removes the target first
+# and then renames (not atomic), and `rename` there falls back to copying; Pkg's Artifacts calls
+# `jl_fs_rename` directly for the same reason.
+function replace_file(tmp::AbstractString, target::AbstractString)
+    err = ccall(:jl_fs_rename, Int32, (Cstring, Cstring), tmp, target)
+    err < 0 && throw(SystemError("rename $tmp to $target", -err))  # libuv's codes are −errno on POSIX
+    return nothing
+end
+
+# Make a rename in `folder` durable (POSIX: fsync of the folder opened read-only); skipped where a
+# folder cannot be opened or synced, as Python's `_fsync_folder` does.
+function sync_folder(folder::AbstractString)
+    Sys.iswindows() && return nothing
+    handle = ccall(:open, Cint, (Cstring, Cint), folder, 0)  # O_RDONLY is 0 on every POSIX system
+    handle < 0 && return nothing
+    ccall(:fsync, Cint, (Cint,), handle)
+    ccall(:close, Cint, (Cint,), handle)
+    return nothing
 end
 
 """

@@ -99,3 +99,105 @@ end
     big_model = parse_diagram(hostile_text(size = "10000000000"))  # 2·10¹⁰ parameters, refused before allocating
     @test hostile_rejection(() -> compile_diagram(big_model)) == [("too-many-parameters", "/arrows/2")]
 end
+
+@testset "hostile sizes: shape arithmetic is exact, as Python's" begin
+    # flatten of [2^32, 2^32 + 3] is 2^64 + 3·2^32: wrapped around in Int it would be 3·2^32 and match
+    text = replace(hostile_text(size = "4294967296, 4294967299"),
+                   "\"layers\": [{\"type\": \"linear\", \"in_features\": 4294967296, 4294967299, \"out_features\": 2}]" =>
+                   "\"layers\": [{\"type\": \"flatten\"}, {\"type\": \"linear\", \"in_features\": 12884901888, \"out_features\": 2}]")
+    @test hostile_rejection(() -> parse_diagram(text)) == [("shape-mismatch", "/arrows/2/architecture/layers/1")]
+    # dilation · (kernel − 1) = 2^33 · (2^31 − 1) wraps to −2^33 in Int: Python finds no output at the conv
+    conv = "{\"type\": \"conv2d\", \"in_channels\": 1, \"out_channels\": 1, \"kernel_size\": [2147483648, 1], " *
+           "\"dilation\": [8589934592, 1]}, {\"type\": \"flatten\"}"
+    text = replace(hostile_text(size = "1, 8, 8"),
+                   "\"layers\": [{\"type\": \"linear\", \"in_features\": 1, 8, 8," =>
+                   "\"layers\": [$conv, {\"type\": \"linear\", \"in_features\": 64,")
+    @test hostile_rejection(() -> parse_diagram(text)) == [("shape-mismatch", "/arrows/2/architecture/layers/0")]
+    # LSTM gates 4 · 2^62 = 2^64: counted as more than any limit, not as 0 parameters
+    lstm = Architecture([Layer("lstm", Dict{String,Any}("input_size" => 3, "hidden_size" => 2^62))], nothing, nothing)
+    @test hostile_rejection(() -> build_model(lstm)) == [("too-many-parameters", "architecture")]
+    # an architecture from JSON (the bridge, Flux model files) has the documents' integer bound
+    arch = DL.parse_json("{\"layers\": [{\"type\": \"lstm\", \"input_size\": 3, \"hidden_size\": 4611686018427387904}]}")
+    @test hostile_rejection(() -> DL.check_architecture_json(arch)) == [("bad-value", "/layers/0/hidden_size")]
+end
+
+# A safetensors file: the 8-byte little-endian header length, the header, the data.
+function write_raw_safetensors(path, header::AbstractString, data::Vector{UInt8} = UInt8[])
+    open(path, "w") do io
+        write(io, htol(UInt64(ncodeunits(header))))
+        write(io, header)
+        write(io, data)
+    end
+    return path
+end
+
+@testset "hostile safetensors sizes" begin
+    mktempdir() do dir
+        path = joinpath(dir, "w.safetensors")
+        good = "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}"
+        write_raw_safetensors(path, good, zeros(UInt8, 8))
+        @test read_safetensors(path)["w"] == zeros(Float32, 2)
+        for header in ("{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 4], \"data_offsets\": [0, 8]}}",  # 2^66 bytes
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [$(join(fill("4611686018427387904", 1000), ", "))], \"data_offsets\": [0, 8]}}",
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 18446744073709551615]}}",
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}",
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",  # a gap before it
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}")  # more than the file holds
+            write_raw_safetensors(path, header, zeros(UInt8, 8))
+            @test hostile_rejection(() -> read_safetensors(path)) == [("weights-file", path)]
+        end
+        # a dtype this package does not read, in a consistent file: weights-dtype, found in the header
+        write_raw_safetensors(path, "{\"w\": {\"dtype\": \"F4\", \"shape\": [4], \"data_offsets\": [0, 2]}}", zeros(UInt8, 2))
+        @test hostile_rejection(() -> read_safetensors(path)) == [("weights-dtype", "$path#w")]
+    end
+end
+
+@testset "writing files" begin
+    mktempdir() do dir
+        tensors = Dict("w" => [1.0, 2.0])
+        # a folder, a missing folder: weights-file, nothing created
+        @test hostile_rejection(() -> write_safetensors(dir, tensors)) == [("weights-file", dir)]
+        missing_folder = joinpath(dir, "no", "such", "w.safetensors")
+        @test hostile_rejection(() -> write_safetensors(missing_folder, tensors)) == [("weights-file", missing_folder)]
+        @test !ispath(joinpath(dir, "no"))
+        if Sys.which("mkfifo") !== nothing
+            fifo = joinpath(dir, "pipe")
+            run(`mkfifo $fifo`)
+            @test hostile_rejection(() -> write_safetensors(fifo, tensors)) == [("weights-file", fifo)]
+            rm(fifo)
+        end
+        @test isempty(readdir(dir))
+        if !Sys.iswindows()
+            # an existing 0600 file keeps its mode; a symlink is written through and stays a link
+            target = joinpath(dir, "real.safetensors")
+            write(target, "old")
+            chmod(target, 0o600)
+            link = joinpath(dir, "link.safetensors")
+            symlink(target, link)
+            @test write_safetensors(link, tensors) == link
+            @test islink(link) && readlink(link) == target
+            @test filemode(target) & 0o777 == 0o600
+            @test read_safetensors(target)["w"] == [1.0, 2.0]
+            @test readdir(dir) == ["link.safetensors", "real.safetensors"]
+            # a new file gets 0666 less the umask, as a plain open gives
+            fresh = joinpath(dir, "new.safetensors")
+            mask = ccall(:umask, Cuint, (Cuint,), 0o022)
+            try
+                write_safetensors(fresh, tensors)
+            finally
+                ccall(:umask, Cuint, (Cuint,), mask)
+            end
+            @test filemode(fresh) & 0o777 == 0o644
+            # a writer that throws: its own exception, the old file intact, no temporary file left
+            before = read(target)
+            @test_throws ErrorException DL.atomic_write(io -> (write(io, "partial"); error("the writer failed")), link)
+            @test read(target) == before
+            @test readdir(dir) == ["link.safetensors", "new.safetensors", "real.safetensors"]
+            # a dangling symlink: the file it names is created, the link stays
+            dangling = joinpath(dir, "dangling.safetensors")
+            symlink(joinpath(dir, "later.safetensors"), dangling)
+            write_safetensors(dangling, tensors)
+            @test islink(dangling) && read_safetensors(joinpath(dir, "later.safetensors"))["w"] == [1.0, 2.0]
+        end
+    end
+end
