@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "diagrammatic_lear
 PLUMBING = {"diagrammatic_learning", "diagrammatic_learning.diagram", "diagrammatic_learning.distances",
             "diagrammatic_learning.equations", "diagrammatic_learning.errors", "diagrammatic_learning.files",
             "diagrammatic_learning.fast_schema", "diagrammatic_learning.term_graph",
+            "diagrammatic_learning.fingerprint", "diagrammatic_learning.gc_pause",
             "diagrammatic_learning.io",
             "diagrammatic_learning.layers", "diagrammatic_learning.resources", "diagrammatic_learning.tensorfiles",
             "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.versions",
