@@ -9,9 +9,9 @@ in a fresh process: ``load`` (read, validate, equations), ``compile`` (the
 ``CompiledDiagram`` of the loaded diagram: parameter count, modules, plan,
 code or interpreter), then ``fwd+bwd`` (the loss of one batch of
 ``--batch-size`` rows and its gradients, 1 thread, the second of two passes).
-Each phase prints its wall time, its CPU time, and how much it raised the
-process's peak resident memory (MB, ``ru_maxrss``; 0 when the phase stayed
-under an earlier peak). ``--before`` runs the same with an older package
+Each phase prints its wall time, its CPU time, and the process's peak
+resident memory at its end (MB, ``ru_maxrss``: the interpreter, torch and
+everything before, about 220 MB of it the interpreter and torch). ``--before`` runs the same with an older package
 (e.g. ``<old checkout>/python``).
 
 Targets (issue 15): the fan-out compiles in < 1 s; the layered DAG's every
@@ -44,11 +44,10 @@ from diagrammatic_learning.torch_backend import compile
 path, batch_size = sys.argv[1], int(sys.argv[2])
 out = {}
 def phase(name, fn):
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     wall, cpu = time.perf_counter(), time.process_time()
     result = fn()
     out[name] = (time.perf_counter() - wall, time.process_time() - cpu,
-                 (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024)
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return result
 diagram = phase("load", lambda: load(path))
 model = phase("compile", lambda: compile(diagram))
@@ -85,7 +84,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
-          f"batch {args.batch_size}; cells: wall s / CPU s / +peak MB")
+          f"batch {args.batch_size}; cells: wall s / CPU s / peak RSS MB")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only:
             path = str(Path(tmp) / f"{name}.json")

@@ -116,6 +116,38 @@ def test_single_input_models_run_their_layers_without_the_wrapper():
     assert calls == [1]
 
 
+def test_layers_are_called_through_forward_only_when_calling_them_as_modules_would_do_nothing_more():
+    """The code calls a layer's ``forward`` directly (no ``nn.Module.__call__``) unless a hook (its own or global)
+    or ``module.compile()`` would make the call do more: each of those is honoured."""
+    m = compile(ROOT / "examples" / "supervised.json").eval()
+    b = digits_batch()
+    want = m(b).item()
+    first = m["classifier"].layers[0]
+    seen = []
+    handle = first.register_forward_pre_hook(lambda module, args: seen.append("pre"))
+    m(b)
+    assert seen == ["pre"]
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: seen.append(type(module)))
+    try:
+        got = m(b).item()
+    finally:
+        handle.remove()
+    # every module, the arrow's and the diagram's too, called as a module (forward hooks run innermost first)
+    assert seen[1:] == [type(first), torch.nn.ReLU, type(first), torch.nn.Sequential, type(m["classifier"]),
+                        type(m)]
+    assert got == want
+    first.compile(backend="eager")
+    try:
+        assert m(b).item() == pytest.approx(want, rel=1e-6)
+        assert first._compiled_call_impl is not None
+    finally:
+        first._compiled_call_impl = None
+    seen.clear()
+    m(b)
+    assert seen == []  # nothing registered any more: forward called directly
+
+
 def test_a_deep_copy_writes_its_own_code_over_its_own_parameters():
     import copy
     m = compile(ROOT / "examples" / "captioning.json", dtype=F64).eval()

@@ -118,18 +118,19 @@ class BatchChecker:
                 return self._report(batch)
         if not values or not self.ranges:
             return None
-        pending: list[torch.Tensor] = []  # min/max of columns on another device, read back together
-        bounds: list[int] = []
+        pending: list[torch.Tensor] | None = None  # min/max of columns on another device, read back together
         for name, bound in self.ranges:
             col = batch[name]
             if isinstance(col, np.ndarray):
                 if col.min() < 0 or col.max() >= bound:
                     return self._report(batch)
-            elif col.device.type == "cpu":  # int64, so never requires grad; one kernel for both ends
+            elif col.is_cpu:  # int64, so never requires grad; one kernel for both ends
                 low, high = torch.aminmax(col)
                 if low.item() < 0 or high.item() >= bound:
                     return self._report(batch)
             else:
+                if pending is None:
+                    pending, bounds = [], []
                 pending.extend(torch.aminmax(col))
                 bounds.append(bound)
         if pending:

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.nn.modules import module as _module
 
 from ..diagram import Architecture, Diagram, ModelArrow
 from .architecture import ArchitectureModule
@@ -71,6 +72,26 @@ CODEGEN_LIMIT = 4000   # steps + equations above which the plan is interpreted i
 def tracing() -> bool:
     """True while ``torch.compile`` or ``torch.export`` traces (a Python bool, decided at trace time)."""
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
+def no_global_hooks() -> bool:
+    """No module hook registered for every module, and no ``torch.jit.trace`` under way: then a module without
+    hooks of its own, called as a module, would only call its ``forward`` (``nn.Module._call_impl``)."""
+    return not (_module._global_backward_pre_hooks or _module._global_backward_hooks
+                or _module._global_forward_hooks or _module._global_forward_pre_hooks
+                or torch._C._get_tracing_state())
+
+
+def direct(module: str) -> str:
+    """The condition under which the generated code calls ``{module}.forward`` instead of ``{module}(...)``.
+
+    Calling a module costs a few microseconds more than calling its ``forward``
+    (most of the overhead of a small model's step); the two do the same thing
+    exactly when ``nn.Module._call_impl`` would take its fast path: no hook,
+    global (``FAST``) or its own, and no ``module.compile()``.
+    """
+    return (f"FAST and {module}._compiled_call_impl is None and not ({module}._forward_hooks or "
+            f"{module}._forward_pre_hooks or {module}._backward_hooks or {module}._backward_pre_hooks)")
 
 
 def lstm_unrolled(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
@@ -128,7 +149,7 @@ class _Writer:
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
             "tracing": tracing, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
-            "CHECK": model._check_batch, "COUNTS": model._plan_counts,
+            "CHECK": model._check_batch, "COUNTS": model._plan_counts, "no_global_hooks": no_global_hooks,
         }
         self.tables = 0
         self.indent = "    "
@@ -179,8 +200,10 @@ class _Writer:
                 weights = self.constant("P", (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0,
                                               layer.bias_hh_l0))
                 self.emit(f"{out} = lstm_unrolled({x}, *{weights}) if tracing() else {table}[{key!r}]({x})")
-            else:
-                self.emit(f"{out} = {table}[{key!r}]({x})")
+            else:  # the layer's forward itself unless calling it as a module would do more (see ``direct``)
+                layer_name = f"l{len(self.lines)}"
+                self.emit(f"{layer_name} = {table}[{key!r}]")
+                self.emit(f"{out} = {layer_name}.forward({x}) if {direct(layer_name)} else {layer_name}({x})")
             x = out
         return x
 
@@ -192,8 +215,7 @@ class _Writer:
         self.tables += 1
         arrow = f"A{self.tables}"
         self.emit(f"M{self.tables} = self._modules[{name!r}]")
-        self.emit(f"if M{self.tables}._forward_hooks or M{self.tables}._forward_pre_hooks "
-                  f"or M{self.tables}._backward_hooks or M{self.tables}._backward_pre_hooks:")
+        self.emit(f"if not ({direct(f'M{self.tables}')}):")
         self.emit(f"    v{i} = M{self.tables}({', '.join(args)})")
         self.emit("else:")
         self.indent += "    "
@@ -278,6 +300,7 @@ def write(model: "CompiledDiagram") -> Program:
         return Interpreter(model, pieces).program()
     w = _Writer(model)
     w.emit("CHECK(batch, self._check_values)")
+    w.emit("FAST = no_global_hooks()")
     for i in range(len(plan.steps)):
         w.step(i)
     distances = w.equations(pieces)
