@@ -520,6 +520,40 @@ def test_a_failed_write_leaves_no_temporary_file_and_the_old_file(tmp_path, monk
     assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
 
 
+@pytest.mark.skipif(not hasattr(os, "O_TMPFILE") or not os.path.isdir("/proc/self/fd"),
+                    reason="unnamed temporary files (O_TMPFILE) are Linux's")
+def test_a_process_killed_while_writing_leaves_no_temporary_file(tmp_path):
+    """SIGKILL cannot be caught: the bytes wait in an unnamed file, which the kernel drops with the process."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    path, ready = tmp_path / "w.bin", tmp_path.parent / f"{tmp_path.name}.ready"
+    path.write_bytes(b"old")
+    code = (f"import os, time\n"
+            f"from diagrammatic_learning.files import atomic_write\n"
+            f"def stuck(fd):\n"
+            f"    open({str(ready)!r}, 'w').close()\n"
+            f"    time.sleep(60)\n"
+            f"os.fsync = stuck\n"
+            f"atomic_write({str(path)!r}, b'new' * 100000)\n")
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert child.poll() is None and time.monotonic() < deadline, "the writer never reached its fsync"
+            time.sleep(0.02)
+        assert [p.name for p in tmp_path.iterdir()] == ["w.bin"]  # mid-write: no named temporary file
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        ready.unlink(missing_ok=True)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["w.bin"]
+
+
 @POSIX
 def test_the_folder_is_fsynced_after_the_rename(tmp_path, monkeypatch):
     synced: list[bool] = []

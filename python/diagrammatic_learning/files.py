@@ -5,7 +5,8 @@ read, without blocking), never more bytes than a cap, nor more than the file had
 Writing: atomically, through a temporary file in the target's folder and a rename, keeping an existing
 target's permission bits, writing through a symlink to the file it points to, fsyncing the file and
 its folder, and removing the temporary file on any failure (SIGTERM included, where the CLI turns it
-into an exception).
+into an exception). On Linux the temporary file has no name until it is complete (``O_TMPFILE``), so a
+process killed outright leaves none behind either.
 """
 
 from __future__ import annotations
@@ -166,7 +167,9 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     mode a plain ``open()`` would give (0666 less the umask). A symlink is written through: the
     file it points to is replaced and the link stays. The file and its folder are fsynced. The
     temporary file is removed on any exception, including ``KeyboardInterrupt`` and the
-    ``SystemExit`` the CLI raises on SIGTERM.
+    ``SystemExit`` the CLI raises on SIGTERM. On Linux the bytes go first into an unnamed file
+    (``O_TMPFILE``), which gets a name only once complete and synced, just before the rename:
+    a process killed outright (SIGKILL, a crash) while writing leaves nothing behind.
     """
     path = write_target(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -176,21 +179,77 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = _write_unnamed(folder, path.name, data, mode)
     try:
-        try:
-            os.fchmod(fd, mode)
-        except (AttributeError, OSError):  # no fchmod (Windows)
-            os.chmod(tmp, mode)
-        with os.fdopen(fd, "wb") as f:
+        if tmp is None:
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                os.fchmod(fd, mode)
+            except (AttributeError, OSError):  # no fchmod (Windows)
+                os.chmod(tmp, mode)
+            _write_all(fd, data)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+        raise
+    _fsync_folder(folder)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write, flush and fsync ``data`` to ``fd``, then close it (closed whatever happens)."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_unnamed(folder: Path, name: str, data: bytes, mode: int) -> str | None:
+    """``data`` written and synced in a file of ``folder`` with no name until then (Linux ``O_TMPFILE``),
+    then linked under a fresh temporary name, which is returned; None where there are no unnamed files
+    or they cannot be named (another system, file system or kernel, or no /proc): nothing is left then."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY, 0o600)
+    except OSError:  # EOPNOTSUPP, EISDIR, EINVAL: no unnamed files here
+        return None
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(os.dup(fd), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_folder(folder)
+            return _name_unnamed(fd, folder, name)
+        except OSError as e:
+            if isinstance(e, FileExistsError):
+                raise
+            return None  # linking refused (a /proc without it, a file system without linkat): write by name
+    finally:
+        os.close(fd)
+
+
+def _name_unnamed(fd: int, folder: Path, name: str) -> str:
+    """Give the unnamed file ``fd`` a fresh temporary name in ``folder``.
+
+    ``linkat(AT_SYMLINK_FOLLOW)`` on ``/proc/self/fd/<fd>``, the way open(2) documents for ``O_TMPFILE``;
+    Python calls ``linkat`` only when given a directory descriptor (else plain ``link``, which would link
+    the /proc symlink itself), so the folder's is passed (the absolute source path ignores it).
+    """
+    folder_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        for _ in range(100):
+            tmp = str(folder / f".{name}.{os.urandom(6).hex()}.tmp")
+            try:
+                os.link(f"/proc/self/fd/{fd}", tmp, src_dir_fd=folder_fd, follow_symlinks=True)
+                return tmp
+            except FileExistsError:
+                continue
+    finally:
+        os.close(folder_fd)
+    raise FileExistsError(f"no free temporary name for {name!r} in {folder}")
