@@ -281,9 +281,14 @@ def test_plans_too_large_to_write_out_are_interpreted_with_the_same_numbers(monk
         pytest.approx([v.item() for v in written.equations.values()], rel=1e-15)
 
 
+@pytest.mark.parametrize("chunk", [4096, 2], ids=["whole", "chunked"])
 @pytest.mark.parametrize("kind,distance,encoding", [DISTANCES[0], DISTANCES[5]], ids=["mse", "cross_entropy"])
-def test_the_interpreter_gives_the_written_codes_losses_and_gradients(monkeypatch, kind, distance, encoding):
-    """Groups gather their sides from each distinct value stacked once; forward, losses and gradients agree."""
+def test_the_interpreter_gives_the_written_codes_losses_and_gradients(monkeypatch, kind, distance, encoding,
+                                                                       chunk):
+    """Groups gather their sides from each distinct value stacked once (a few equations at a time, each chunk
+    checkpointed, when they are many); forward, losses and gradients agree with the written code."""
+    from diagrammatic_learning.torch_backend import interpreter
+    monkeypatch.setattr(interpreter, "CHUNK", chunk)
     torch.manual_seed(0)
     d = fan_out(kind, distance, encoding)
     b = fan_out_batch(kind, encoding)

@@ -16,7 +16,9 @@ changes of shape that pay at this size (thousands of steps and equations):
 - **Groups of equations gathered.** A group of equations (``pieces``) stacks
   each distinct value of a side once and gathers the side from it: a value
   shared by many equations is stacked once, and its gradient summed by one
-  ``index_add``; per-equation distances are made only when asked for.
+  ``index_add``. Large groups go ``CHUNK`` equations at a time, each chunk
+  checkpointed, so that the gathered sides are never all in memory;
+  per-equation distances are made only when asked for.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 from ..errors import DiagramError
 from .architecture import ArchitectureModule
@@ -33,6 +36,33 @@ from .weights import to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
+
+
+CHUNK = 4096  # equations of a group whose gathered sides are made at once
+
+
+def _gathered_distances(fn: Any, lhs_values: torch.Tensor, lhs: torch.Tensor, rhs_values: torch.Tensor,
+                        rhs: torch.Tensor) -> torch.Tensor:
+    return fn(lhs_values[lhs], rhs_values[rhs])
+
+
+def _group_distances(fn: Any, lhs_values: torch.Tensor, lhs: torch.Tensor, rhs_values: torch.Tensor,
+                     rhs: torch.Tensor) -> torch.Tensor:
+    """The ``[k]`` distances of a group from its stacked distinct values and each side's indices into them.
+
+    Up to ``CHUNK`` equations at a time; when gradients are wanted each chunk is checkpointed (its gathered
+    sides made again in the backward pass instead of kept), so memory holds the distinct values and one
+    chunk, not every equation's two sides: 200,000 equations over 37,000 values need megabytes, not a GB.
+    """
+    if len(lhs) <= CHUNK:
+        return _gathered_distances(fn, lhs_values, lhs, rhs_values, rhs)
+    keep = torch.is_grad_enabled() and (lhs_values.requires_grad or rhs_values.requires_grad)
+    parts = []
+    for start in range(0, len(lhs), CHUNK):
+        args = (fn, lhs_values, lhs[start:start + CHUNK], rhs_values, rhs[start:start + CHUNK])
+        parts.append(checkpoint(_gathered_distances, *args, use_reentrant=False) if keep
+                     else _gathered_distances(*args))
+    return torch.cat(parts)
 
 
 def _latest_levels(steps: list, consumers: list[list[int]]) -> list[int]:
@@ -161,8 +191,8 @@ class Interpreter:
         for k, piece in enumerate(self.pieces):
             if piece.group:
                 (lhs_values, lhs), (rhs_values, rhs) = self.sides[k]
-                got = piece.fn(torch.stack([values[i] for i in lhs_values])[lhs],
-                               torch.stack([values[i] for i in rhs_values])[rhs])
+                got = _group_distances(piece.fn, torch.stack([values[i] for i in lhs_values]), lhs,
+                                       torch.stack([values[i] for i in rhs_values]), rhs)
                 if per_equation:
                     for e, alone in zip(piece.equations, got.unbind()):
                         distances[e] = alone
