@@ -80,9 +80,9 @@ def _loss_sums(model: CompiledDiagram, data: Iterable[Batch]) -> tuple[torch.Ten
 
 
 def _optimizer(model: CompiledDiagram, optimizer: OptimizerLike | None, lr: float) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("nothing to train: no model arrow of this diagram has trainable parameters")
     if optimizer is None:
