@@ -75,6 +75,8 @@ const READ_DTYPE_BITS = Dict("BOOL" => 8, "U8" => 8, "I8" => 8, "F8_E5M2" => 8, 
                             "U16" => 16, "F16" => 16, "BF16" => 16, "I32" => 32, "U32" => 32, "F32" => 32,
                             "F64" => 64, "I64" => 64, "U64" => 64)
 const MAX_SAFETENSORS_HEADER = 100_000_000
+# a declared axis is below 2^62 (Python's tensorfiles._MAX_DIM)
+const MAX_SAFETENSORS_DIM = 2^62
 
 """
     safetensors_header(path) -> Union{Tuple{Int,Any},String}
@@ -108,24 +110,29 @@ is_json_count(x) = x isa Integer && !(x isa Bool) && x >= 0
 """
     safetensors_layout_problem(header, n, file_bytes) -> Union{String,Nothing}
 
-What is wrong with the sizes a parsed safetensors header declares, or `nothing`: each tensor's
-dtype known, shape and `data_offsets = [begin, end]` integers ≥ 0, `end - begin` the bytes of its
+What is wrong with the sizes a parsed safetensors header declares, or `nothing`: `__metadata__`
+(if any) mapping strings to strings, each tensor's entry exactly `{dtype, shape, data_offsets}`, its
+dtype known, shape integers in [0, 2^62) and `data_offsets = [begin, end]` integers ≥ 0, `end - begin` the bytes of its
 shape and dtype, the tensors tiling the data after the header without gap or overlap, and ending
 where the file ends. The checks of Python's `tensorfiles._entries` and `_read_file`, in `BigInt`
 arithmetic; a product is not multiplied further once it exceeds the file (bounded work).
 """
 function safetensors_layout_problem(header, n::Integer, file_bytes::Integer)
     header isa AbstractDict || return "the header is not a JSON object"
+    meta = get(header, "__metadata__", Dict{String,Any}())
+    (meta isa AbstractDict && all(v -> v isa AbstractString, values(meta))) ||
+        return "__metadata__ must map strings to strings"
     data_bytes = big(file_bytes) - 8 - n
     spans = Tuple{BigInt,BigInt,String}[]
     for (key, info) in header
         key == "__metadata__" && continue
         name = repr(String(key))
-        info isa AbstractDict || return "tensor $name: an entry is {dtype, shape, data_offsets}"
+        (info isa AbstractDict && length(info) == 3 && all(k -> haskey(info, k), ("dtype", "shape", "data_offsets"))) ||
+            return "tensor $name: an entry is {dtype, shape, data_offsets}"
         dtype, shape, offsets = get(info, "dtype", nothing), get(info, "shape", nothing), get(info, "data_offsets", nothing)
         bits = dtype isa AbstractString ? get(READ_DTYPE_BITS, dtype, get(UNREAD_DTYPE_BITS, dtype, 0)) : 0
         bits == 0 && return "tensor $name: unknown dtype $(repr(dtype))"
-        (shape isa AbstractVector && all(is_json_count, shape)) ||
+        (shape isa AbstractVector && all(d -> is_json_count(d) && d < MAX_SAFETENSORS_DIM, shape)) ||
             return "tensor $name: the shape must be a list of sizes ≥ 0"
         (offsets isa AbstractVector && length(offsets) == 2 && all(is_json_count, offsets) && offsets[1] <= offsets[2]) ||
             return "tensor $name: data_offsets must be [begin, end] with 0 ≤ begin ≤ end"
@@ -161,8 +168,8 @@ the format knows but this package does not read; `nothing` if there is none.
 """
 function unread_dtype_problem(header, path::AbstractString, what::AbstractString)
     header isa AbstractDict || return nothing
-    for key in sort!([String(k) for k in keys(header)])
-        info = header[key]
+    # pairs, not `header[key]` per key: a JSON.Object looks a key up by a linear scan
+    for (key, info) in sort!([String(k) => v for (k, v) in header]; by = first)
         info isa AbstractDict || continue
         dtype = get(info, "dtype", nothing)
         if dtype isa AbstractString && haskey(UNREAD_DTYPE_BITS, dtype)
@@ -230,22 +237,25 @@ end
 # The file a write to `path` replaces: `path`, or the end of the chain of symlinks it starts
 # (followed by hand, so that a link to a file not yet there is written through too, as Python's
 # `os.path.realpath` does); refused if that is a folder or not a regular file, or its folder is missing.
+# `file_step`: `lstat`/`stat`/`readlink` throw `IOError` (EACCES, ELOOP) or `ArgumentError` (a "\0").
 function write_target(path::AbstractString, what::AbstractString)
-    target = abspath(path)
-    hops = 0
-    while islink(target)
-        hops += 1
-        hops > 40 && throw(DiagramError("$what-file", path, "cannot write $path: too many levels of symbolic links"))
-        target = joinpath(dirname(target), readlink(target))  # an absolute link replaces the folder
+    return file_step(path, what) do
+        target = abspath(path)
+        hops = 0
+        while islink(target)
+            hops += 1
+            hops > 40 && throw(DiagramError("$what-file", path, "cannot write $path: too many levels of symbolic links"))
+            target = joinpath(dirname(target), readlink(target))  # an absolute link replaces the folder
+        end
+        isdir(target) && throw(DiagramError("$what-file", path, "cannot write a file over a folder: $target"))
+        (ispath(target) && !isfile(target)) &&
+            throw(DiagramError("$what-file", path, "cannot write $path: $target is not a regular file " *
+                                                   "(a FIFO, a device or a socket)"))
+        isdir(dirname(target)) ||
+            throw(DiagramError("$what-file", path, "cannot write $path: no such folder $(dirname(target)) " *
+                                                   "(folders are not created)"))
+        target
     end
-    isdir(target) && throw(DiagramError("$what-file", path, "cannot write a file over a folder: $target"))
-    (ispath(target) && !isfile(target)) &&
-        throw(DiagramError("$what-file", path, "cannot write $path: $target is not a regular file " *
-                                               "(a FIFO, a device or a socket)"))
-    isdir(dirname(target)) ||
-        throw(DiagramError("$what-file", path, "cannot write $path: no such folder $(dirname(target)) " *
-                                               "(folders are not created)"))
-    return target
 end
 
 # Run one file system step of a write (Base's file functions only: they throw `SystemError`,

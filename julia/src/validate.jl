@@ -302,11 +302,12 @@ function check_function!(c::DiagramChecker, a::FunctionArrow)
             add!(c, "kind-mismatch", source_ptr(c, a, 0), "one_hot needs a categorical source, $(repr(s.name)) is $(object_kind(s))")
         end
     elseif op == "flatten"
-        src_tensor(1; float_ = false) === nothing || want_tensor([prod(s.shape)], is_float(s))
+        # exact, as in layers.jl: a product past 2^63 would wrap around in Int and could match
+        src_tensor(1; float_ = false) === nothing || want_tensor([json_int(prod(big, s.shape; init = big(1)))], is_float(s))
     elseif op == "reshape"
         if src_tensor(1; float_ = false) !== nothing
             shape = Int[json_int(x) for x in a.params["shape"]]
-            if prod(shape) != prod(s.shape)
+            if prod(big, shape; init = big(1)) != prod(big, s.shape; init = big(1))
                 add!(c, "shape-mismatch", arrow_ptr(c, a.name, "shape"), "reshape of $(s.shape) to $shape: sizes differ")
             else
                 want_tensor(shape, is_float(s))

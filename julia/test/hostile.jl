@@ -113,6 +113,17 @@ end
                    "\"layers\": [{\"type\": \"linear\", \"in_features\": 1, 8, 8," =>
                    "\"layers\": [$conv, {\"type\": \"linear\", \"in_features\": 64,")
     @test hostile_rejection(() -> parse_diagram(text)) == [("shape-mismatch", "/arrows/2/architecture/layers/0")]
+    # the flatten and reshape function arrows too: [2^32, 2^32 + 3] holds 2^64 + 3·2^32 numbers, not 3·2^32
+    funcs = """{"format": "learning-diagram", "format_version": "1.0",
+     "objects": [{"name": "D", "kind": "data"},
+                 {"name": "X", "kind": "tensor", "shape": [4294967296, 4294967299], "dtype": "float32"},
+                 {"name": "F", "kind": "tensor", "shape": [12884901888], "dtype": "float32"}],
+     "arrows": [{"name": "x", "kind": "data", "source": "D", "target": "X", "column": "x"}, ARROW]}"""
+    flat_arrow = "{\"name\": \"flat\", \"kind\": \"function\", \"source\": \"X\", \"target\": \"F\", \"op\": \"flatten\"}"
+    @test hostile_rejection(() -> parse_diagram(replace(funcs, "ARROW" => flat_arrow))) == [("shape-mismatch", "/arrows/1/target")]
+    reshape_arrow = "{\"name\": \"re\", \"kind\": \"function\", \"source\": \"X\", \"target\": \"F\", " *
+                    "\"op\": \"reshape\", \"shape\": [12884901888]}"
+    @test hostile_rejection(() -> parse_diagram(replace(funcs, "ARROW" => reshape_arrow))) == [("shape-mismatch", "/arrows/1/shape")]
     # LSTM gates 4 · 2^62 = 2^64: counted as more than any limit, not as 0 parameters
     lstm = Architecture([Layer("lstm", Dict{String,Any}("input_size" => 3, "hidden_size" => 2^62))], nothing, nothing)
     @test hostile_rejection(() -> build_model(lstm)) == [("too-many-parameters", "architecture")]
@@ -142,7 +153,15 @@ end
                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 18446744073709551615]}}",
                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [-2], \"data_offsets\": [0, 8]}}",
                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}}",  # a gap before it
-                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}")  # more than the file holds
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}}",  # more than the file holds
+                       # as Python's tensorfiles._entries: an axis of 2^62 or more (even beside a 0), a key other
+                       # than dtype/shape/data_offsets, __metadata__ not strings to strings (before any dtype)
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 0], \"data_offsets\": [0, 0]}, " *
+                       "\"v\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8], \"extra\": 1}}",
+                       "{\"__metadata__\": {\"a\": 1}, \"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+                       "{\"__metadata__\": {\"a\": 1}, \"w\": {\"dtype\": \"F4\", \"shape\": [4], \"data_offsets\": [0, 2]}, " *
+                       "\"v\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [2, 6]}}")
             write_raw_safetensors(path, header, zeros(UInt8, 8))
             @test hostile_rejection(() -> read_safetensors(path)) == [("weights-file", path)]
         end
