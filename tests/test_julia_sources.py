@@ -106,7 +106,7 @@ BASE = {
     "UInt8", "UInt16", "UInt32", "abs", "abs2", "abspath", "all", "any", "append!", "axes", "basename", "cat", "clamp", "close",
     "codeunits", "collect", "copy", "count", "dirname", "eachindex", "eltype", "enumerate", "error", "exp",
     "expm1", "extrema", "findfirst", "findlast", "first", "fld", "get", "get!", "getfield", "hasproperty", "haskey",
-    "hash", "identity", "ifelse", "include", "isempty", "isfile", "isfinite", "isinf", "isinteger", "isnan", "isspace", "isvalid",
+    "hash", "identity", "ifelse", "include", "isempty", "isfile", "isfinite", "isinf", "isinteger", "isnan", "isspace", "isvalid", "iszero",
     "join", "joinpath", "keys", "lastindex", "length", "log", "log1p", "lowercase", "map", "match", "max", "maximum",
     "merge", "merge!", "min", "mktemp", "mv", "ncodeunits", "ndims", "new", "normpath", "ntuple", "occursin", "one", "ones", "oftype", "open",
     "pairs", "parse", "permutedims", "print", "prod", "push!", "read", "replace", "repr", "reshape", "rethrow", "reverse", "rm",

@@ -77,6 +77,7 @@ const READ_DTYPE_BITS = Dict("BOOL" => 8, "U8" => 8, "I8" => 8, "F8_E5M2" => 8, 
 const MAX_SAFETENSORS_HEADER = 100_000_000
 # a declared axis is below 2^62 (Python's tensorfiles._MAX_DIM)
 const MAX_SAFETENSORS_DIM = 2^62
+const MAX_ARRAY_BYTES = big(2)^63
 
 """
     safetensors_header(path) -> Union{Tuple{Int,Any},String}
@@ -134,6 +135,11 @@ function safetensors_layout_problem(header, n::Integer, file_bytes::Integer)
         bits == 0 && return "tensor $name: unknown dtype $(repr(dtype))"
         (shape isa AbstractVector && all(d -> is_json_count(d) && d < MAX_SAFETENSORS_DIM, shape)) ||
             return "tensor $name: the shape must be a list of sizes ≥ 0"
+        sized = big(bits)  # the non-zero sizes times the bits: NumPy (Python's reader) refuses 2^63 bytes or more
+        for dim in shape
+            iszero(dim) || (sized *= dim)
+            sized >= 8 * MAX_ARRAY_BYTES && return "tensor $name: a $dtype tensor of shape $shape is too large for any array"
+        end
         (offsets isa AbstractVector && length(offsets) == 2 && all(is_json_count, offsets) && offsets[1] <= offsets[2]) ||
             return "tensor $name: data_offsets must be [begin, end] with 0 ≤ begin ≤ end"
         first_byte, end_byte = big(offsets[1]), big(offsets[2])

@@ -159,6 +159,10 @@ end
                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387904, 0], \"data_offsets\": [0, 0]}, " *
                        "\"v\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
                        "{\"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8], \"extra\": 1}}",
+                       # no element, but NumPy (Python's reader) refuses 2^62 - 1 sizes of 4 bytes; a dtype in a list
+                       "{\"w\": {\"dtype\": \"F32\", \"shape\": [4611686018427387903, 0], \"data_offsets\": [0, 0]}, " *
+                       "\"v\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
+                       "{\"w\": {\"dtype\": [\"F32\"], \"shape\": [2], \"data_offsets\": [0, 8]}}",
                        "{\"__metadata__\": {\"a\": 1}, \"w\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}}",
                        "{\"__metadata__\": {\"a\": 1}, \"w\": {\"dtype\": \"F4\", \"shape\": [4], \"data_offsets\": [0, 2]}, " *
                        "\"v\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [2, 6]}}")

@@ -33,6 +33,7 @@ _NUMPY_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": 
 # ... and those it knows but does not read (bits per entry): weights-dtype / batch-dtype, not a crash
 _UNREAD_BITS = {"BF16": 16, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F6_E2M3": 6, "F6_E3M2": 6, "F4": 4, "C64": 64}
 _MAX_DIM = 1 << 62
+_MAX_ARRAY_BYTES = 1 << 63  # NumPy refuses shapes whose non-zero sizes times the item size reach this
 
 
 class UnreadTensor:
@@ -92,14 +93,16 @@ def _entries(header: Any) -> list[tuple[str, str, tuple[int, ...], int, int]]:
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise _BadFile(f"tensor {key!r}: an entry is {{dtype, shape, data_offsets}}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in _NUMPY_DTYPES and dtype not in _UNREAD_BITS:
+        if not isinstance(dtype, str) or (dtype not in _NUMPY_DTYPES and dtype not in _UNREAD_BITS):
             raise _BadFile(f"tensor {key!r}: unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(_is_int(n) and 0 <= n < _MAX_DIM for n in shape):
             raise _BadFile(f"tensor {key!r}: the shape must be a list of sizes ≥ 0")
+        bits = np.dtype(_NUMPY_DTYPES[dtype]).itemsize * 8 if dtype in _NUMPY_DTYPES else _UNREAD_BITS[dtype]
+        if prod(n for n in shape if n) * bits >= 8 * _MAX_ARRAY_BYTES:  # even with no element, as NumPy says
+            raise _BadFile(f"tensor {key!r}: a {dtype} tensor of shape {shape} is too large for any array")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) and n >= 0 for n in offsets)
                 and offsets[0] <= offsets[1]):
             raise _BadFile(f"tensor {key!r}: data_offsets must be [begin, end] with 0 ≤ begin ≤ end")
-        bits = np.dtype(_NUMPY_DTYPES[dtype]).itemsize * 8 if dtype in _NUMPY_DTYPES else _UNREAD_BITS[dtype]
         nbits = prod(shape) * bits
         if nbits % 8 or nbits // 8 != offsets[1] - offsets[0]:
             raise _BadFile(f"tensor {key!r}: {offsets[1] - offsets[0]} bytes for a {dtype} tensor of shape {shape}")
