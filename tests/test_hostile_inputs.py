@@ -692,3 +692,29 @@ def test_fuzz_document_values_give_only_diagram_errors(value, where):
 
 def test_read_document_names_the_missing_file(tmp_path):
     assert codes(lambda: read_document(tmp_path / "none.json")) == [("file-not-found", str(tmp_path / "none.json"))]
+
+
+# ----------------------------------------------------------------------------- fuzzing safetensors headers
+
+_any_json = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.floats(allow_nan=False)
+                         | st.text(max_size=4), lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+_sizes = st.integers(-2, 2 ** 64) | st.sampled_from([0, 1, 2, 2 ** 61, 2 ** 62 - 1, 2 ** 62, 2 ** 63])
+_entry = st.fixed_dictionaries({
+    "dtype": st.sampled_from(["F32", "F64", "I64", "BOOL", "F4", "BF16", "F128"]) | _any_json,
+    "shape": st.lists(_sizes, max_size=4) | _any_json,
+    "data_offsets": st.lists(_sizes, min_size=2, max_size=2) | _any_json,
+}, optional={"extra": _any_json})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["w", "v", "__metadata__"]), _entry | _any_json, max_size=3),
+       st.integers(0, 64))
+def test_any_safetensors_header_reads_or_is_a_weights_error(tmp_path_factory, header, data_bytes):
+    """Whatever a header declares, reading it returns arrays or raises the library's own error, at once."""
+    path = tmp_path_factory.mktemp("fuzz") / "w.safetensors"
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(data_bytes))
+    try:
+        read_safetensors(path)
+    except DiagramError as e:
+        assert e.code in ("weights-file", "weights-dtype")
