@@ -16,8 +16,9 @@ from .diagram import CategoricalObject, Diagram, Distance
 from .distances import DEFAULT_DISTANCE, check_distance, full_distance
 from .errors import DiagramError, Problem, pointer
 from .fingerprint import recall, remember
+from .gc_pause import gc_paused
 from .term_graph import MAX_TERM_DEPTH, TermGraph
-from .terms import Term, TermSyntaxError, parse_term
+from .terms import Term, TermSyntaxError, applied, parse_term
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class _TooMany(Exception):
 _NO_ARROWS: frozenset[str] = frozenset()
 
 
+_BATCH_FROM = 4  # one-source arrows over this many terms or more take _keep_applied's batched path
 MAX_CYCLIC_STEPS = 10_000  # enumeration steps under non-empty forbidden sets (SPEC §5.3)
 
 
@@ -182,7 +184,7 @@ class TermEnumerator:
                 checked = a.kind == "function" and (a.op in ACCEPTS or a.op in ("identity", "stop_gradient"))
                 fixed = None if checked else (
                     "logits" if isinstance(diagram.objects[a.target], CategoricalObject) else None)
-                inside = tuple(g.component[s] == c for s in a.sources)
+                inside = tuple([g.component[s] == c for s in a.sources])
                 stops = a.kind == "function" and a.op == "stop_gradient"  # its terms are constant (SPEC §5.1)
                 self.into[a.target].append((a.name, (a.sources, inside, checked, fixed,
                                                      a.kind == "model" and a.trainable, stops)))
@@ -214,6 +216,40 @@ class TermEnumerator:
         if self.found > self.total_bound:
             raise _TooMany(obj, "total")
 
+    def _keep_applied(self, obj: str, out: list[tuple[Term, TermInfo]], name: str, args: list[tuple[Term, TermInfo]],
+                      encoding: str | None, trains: bool, stops: bool) -> None:
+        """``_keep`` for every term ``name(x)``, ``x`` in ``args`` (a one-source arrow outside cycles whose
+        encoding is fixed), with the same checks in the same order, but in a few passes over lists: the
+        first term that fails a check is found from the sizes and the room left under the two counts."""
+        if len(args) < _BATCH_FROM:  # a few terms: one by one costs less than the passes below
+            for sub, i in args:
+                self._keep(obj, out, applied(name, sub),
+                           self._info(obj, i.data_object, encoding, (trains or i.trainable) and not stops), False)
+            return
+        room_count = self.bound - len(out)  # the term at this offset would pass max_terms
+        room_total = self.total_bound - self.found  # ... max_total_terms
+        end = min(len(args), room_count + 1, room_total + 1)  # no term after these is ever kept
+        if end < len(args):
+            args = args[:end]
+        size_bound = self.size_bound - 1
+        too_large = next((k for k, (sub, _) in enumerate(args) if sub.size > size_bound), end) \
+            if max(sub.size for sub, _ in args) > size_bound else end
+        infos = {id(i): self._info(obj, i.data_object, encoding, (trains or i.trainable) and not stops)
+                 for i in {id(i): i for _, i in args}.values()}
+        first = min(too_large, room_count, room_total)  # the first term that fails a check, or end
+        out += [(applied(name, sub), infos[id(i)]) for sub, i in (args if first == end else args[:first + 1])]
+        if first == end:
+            self.found += end
+            return
+        if too_large == first:
+            self.found += first
+            raise _TooMany(obj, "term-too-large")
+        if room_count == first:
+            self.found += first
+            raise _TooMany(obj, "too-many-terms")
+        self.found += first + 1
+        raise _TooMany(obj, "total")
+
     def terms(self, obj: str, forbidden: frozenset[str] = _NO_ARROWS) -> list[tuple[Term, TermInfo]]:
         into = self.into.get(obj)
         if into is None:
@@ -237,9 +273,14 @@ class TermEnumerator:
                 keep(obj, out, how[0], how[1], counting)
             else:
                 sources, inside, checked, fixed, trains, stops = how
+                if len(sources) == 1 and not (counting or checked or inside[0]):  # the common case, outside cycles
+                    self._keep_applied(obj, out, name, self.terms(sources[0]), fixed, trains, stops)
+                    continue
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
                 choices = [self.terms(s, inner if ins else _NO_ARROWS) for s, ins in zip(sources, inside)]
-                if len(choices) == 1:
+                if len(choices) == 1 and not (counting or checked):
+                    self._keep_applied(obj, out, name, choices[0], fixed, trains, stops)
+                elif len(choices) == 1:
                     for x in choices[0]:
                         sub, i = x
                         if checked:
@@ -399,6 +440,7 @@ def equations(diagram: Diagram) -> list[Equation]:
     return result
 
 
+@gc_paused()  # up to max_total_terms terms and max_equations equations, none of them garbage
 def _equations(diagram: Diagram) -> list[Equation]:
     terms = enumerate_terms(diagram)
     problems: list[Problem] = []

@@ -18,6 +18,7 @@ from .errors import DiagramError, Problem
 from .files import MAX_DOCUMENT_BYTES, UnreadableFile, atomic_write, read_text
 from .fingerprint import carry, recall, remember
 from .gc_pause import gc_paused
+from .json_text import NotJSON, fast_loads, strict_loads
 from .validate import MAX_NESTING, check_diagram, check_document, nesting_depth
 
 __all__ = ["MAX_DOCUMENT_BYTES", "MAX_NESTING", "atomic_write", "dumps", "from_json", "load", "parse_document",
@@ -27,7 +28,13 @@ Source = Union[str, os.PathLike, Mapping[str, Any], Diagram]
 
 
 def _clean(d: Mapping[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if k not in drop and not k.startswith("x-")}
+    """``d`` without the keys in ``drop`` and the ``x-`` keys, in its order."""
+    out = dict(d)
+    for k in drop:
+        out.pop(k, None)
+    if "\0x-" in "\0" + "\0".join(out):  # (one test of all the keys at once; rarely true)
+        out = {k: v for k, v in out.items() if not k.startswith("x-")}
+    return out
 
 
 def _distance(d: Mapping[str, Any] | None) -> Distance | None:
@@ -35,13 +42,14 @@ def _distance(d: Mapping[str, Any] | None) -> Distance | None:
 
 
 def _layers(items: list) -> tuple[Layer, ...]:
-    return tuple(Layer(x["type"], _clean(x, ("type",))) for x in items)
+    return tuple([Layer(x["type"], _clean(x, ("type",))) for x in items])
 
 
 def _sources(s: str | list) -> tuple[str, ...]:
     return (s,) if isinstance(s, str) else tuple(s)
 
 
+@gc_paused()
 def from_json(doc: Mapping[str, Any]) -> Diagram:
     """Build a ``Diagram`` from a schema-valid document (no semantic checks; the first of duplicate names wins)."""
     d = Diagram(name=doc.get("name"), description=doc.get("description"), max_terms=doc.get("max_terms"),
@@ -156,66 +164,28 @@ def to_json(d: Diagram) -> dict[str, Any]:
     return doc
 
 
-class _HugeInt(int):
-    """An integer literal too long for Python's int conversion (over 4300 digits), kept as a stand-in.
-
-    It is an integer beyond ±(2^53 − 1), so it is ``bad-value`` at its place (SPEC §1); the
-    stand-in's value is ±10^400 and it prints as what it stands for.
-    """
-
-    digits: int
-
-    def __new__(cls, text: str) -> "_HugeInt":
-        value = super().__new__(cls, -10 ** 400 if text.startswith("-") else 10 ** 400)
-        value.digits = len(text.lstrip("-"))
-        return value
-
-    def __repr__(self) -> str:
-        return f"{'-' if self < 0 else ''}<an integer of {self.digits} digits>"
-
-    __str__ = __repr__
-
-
-def _parse_int(text: str) -> int:
-    """An integer literal as an int, read exactly (SPEC §1), or a ``_HugeInt`` beyond Python's 4300-digit limit."""
-    return int(text) if len(text) <= 4000 else _HugeInt(text)
-
-
 MAX_JSON_DEPTH = MAX_NESTING  # SPEC §1: 512
-
-
-class _NotJSON(Exception):
-    """What SPEC §1 rejects beyond Python's json: NaN/Infinity literals, a key given twice."""
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJSON(f"{name} is not a JSON value (SPEC §1)")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        seen: set[str] = set()
-        key = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise _NotJSON(f"the key {key!r} appears twice in one object (SPEC §1)")
-    return d
 
 
 def parse_document(text: str, source: str = "the document") -> Any:
     """Parse JSON text as SPEC §1 says; ``malformed-json`` with the line and column, for NaN/Infinity literals,
     repeated keys, and nesting beyond ``MAX_NESTING``."""
-    try:
-        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys, parse_int=_parse_int)
-    except json.JSONDecodeError as e:
-        raise DiagramError.one("malformed-json", "", f"{source}: invalid JSON at line {e.lineno}, "
-                                                     f"column {e.colno}: {e.msg}") from None
-    except _NotJSON as e:
-        raise DiagramError.one("malformed-json", "", f"{source}: {e}") from None
-    except RecursionError:
-        doc = None
-        depth = MAX_NESTING + 1
-    else:
-        depth = nesting_depth(doc, MAX_NESTING)
+    with gc_paused():  # many containers, none of them garbage: collecting while they are made is wasted work
+        fast = fast_loads(text, MAX_NESTING)
+        if fast is not None:
+            return fast[0]
+        try:
+            doc = strict_loads(text)
+        except json.JSONDecodeError as e:
+            raise DiagramError.one("malformed-json", "", f"{source}: invalid JSON at line {e.lineno}, "
+                                                         f"column {e.colno}: {e.msg}") from None
+        except NotJSON as e:
+            raise DiagramError.one("malformed-json", "", f"{source}: {e}") from None
+        except RecursionError:
+            doc = None
+            depth = MAX_NESTING + 1
+        else:
+            depth = nesting_depth(doc, MAX_NESTING)
     if depth > MAX_NESTING:
         raise DiagramError.one("malformed-json", "", f"{source}: arrays and objects nest more than {MAX_NESTING} "
                                                      f"deep (SPEC §1)")

@@ -119,13 +119,14 @@ class TermGraph:
             if a.name not in self.live:
                 continue
             c = comp[a.target]
-            internal = any(comp[s] == c for s in a.sources)
+            cs = [comp[s] for s in a.sources]
+            internal = c in cs
             if internal:
                 weight[c] += 1
                 self.cyclic[c] = True
-            for s in a.sources:
-                if comp[s] != c:
-                    entry[c].append((comp[s], 0 if internal else 1))
+            for sc in cs:
+                if sc != c:
+                    entry[c].append((sc, 0 if internal else 1))
         for c in range(len(self.members)):
             before = max((self.depth[p] + step for p, step in entry[c]), default=0)
             self.depth[c] = weight[c] + before

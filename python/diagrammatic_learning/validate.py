@@ -23,6 +23,7 @@ from .distances import check_distance, full_distance
 from .equations import equations
 from .errors import DiagramError, Problem, pointer
 from .fast_schema import surely_valid
+from .gc_pause import gc_paused
 from .layers import LayerError, combine_output, layer_output
 from .resources import schema_path
 from .versions import OP_SINCE, op_allowed
@@ -133,7 +134,8 @@ def check_document(doc: Any) -> None:
     if doc.get("format") != "learning-diagram":
         raise DiagramError.one("not-a-diagram", "/format",
                                f'"format" must be "learning-diagram", got {doc.get("format")!r}')
-    if nesting_depth(doc, MAX_NESTING) > MAX_NESTING:
+    plain = surely_valid(doc)  # then it nests at most fast_schema.MAX_NESTING (32) deep: no need to count
+    if not plain and nesting_depth(doc, MAX_NESTING) > MAX_NESTING:
         raise DiagramError.one("malformed-json", "", f"arrays and objects nest more than {MAX_NESTING} deep (SPEC §1)")
     version = doc.get("format_version")
     if isinstance(version, str):
@@ -145,7 +147,7 @@ def check_document(doc: Any) -> None:
                                    f"format version {version} is not supported; this reader reads 1.x")
     # a missing or non-string version is reported by the schema (missing-key, wrong-type) with everything else
     problems: dict[tuple[str, str], Problem] = {}
-    if not surely_valid(doc):  # the full passes run only when the compiled one may disagree or finds a problem
+    if not plain:  # the full passes run only when the compiled one may disagree or finds a problem
         for p in _schema_problems(doc) + _bad_scalars(doc):  # one problem per code and place (inf > maximum)
             problems.setdefault((p.code, p.pointer), p)
     # a value of the wrong type is not also a bad value, nor is anything in it ("$schema": [2^53] is wrong-type)
@@ -213,8 +215,10 @@ class _Checker:
         self.d = d
         self.doc = doc
         self.problems: list[Problem] = []
-        self.obj_index = {n: i for i, n in enumerate(d.objects)}
-        self.arrow_index = {n: i for i, n in enumerate(d.arrows)}
+        self.fitting: set[tuple] = set()  # architecture keys (see architecture_key) checked without a problem
+        if doc is None:  # else names() takes the positions from the document
+            self.obj_index = {n: i for i, n in enumerate(d.objects)}
+            self.arrow_index = {n: i for i, n in enumerate(d.arrows)}
 
     def add(self, code: str, where: str, message: str) -> None:
         self.problems.append(Problem(code, where, message))
@@ -227,17 +231,24 @@ class _Checker:
     def names(self) -> None:
         if self.doc is None:
             return
-        seen: dict[str, str] = {}
+        seen: dict[str, tuple[str, int]] = {}  # name -> where it is first used (pointers made only for a problem)
+        index: dict[str, dict[str, int]] = {}
         for section in ("objects", "arrows"):
-            for i, item in enumerate(self.doc[section]):
-                where = pointer(section, i, "name")
-                if item["name"] in seen:
-                    self.add("duplicate-name", where, f"the name {item['name']!r} is already used at {seen[item['name']]}")
-                else:
-                    seen[item["name"]] = where
-        # positions must follow the document when it has duplicates
-        self.obj_index = {o["name"]: i for i, o in reversed(list(enumerate(self.doc["objects"])))}
-        self.arrow_index = {a["name"]: i for i, a in reversed(list(enumerate(self.doc["arrows"])))}
+            names = [item["name"] for item in self.doc[section]]
+            before = len(seen)
+            for i, name in enumerate(names):
+                seen.setdefault(name, (section, i))
+            if len(seen) - before == len(names):  # all new: positions are the document's
+                index[section] = {n: i for i, n in enumerate(names)}
+                continue
+            first: dict[str, int] = {}
+            for i, name in enumerate(names):  # positions follow the document: the first use of a name
+                if seen[name] != (section, i):
+                    self.add("duplicate-name", pointer(section, i, "name"),
+                             f"the name {name!r} is already used at {pointer(*seen[name], 'name')}")
+                first.setdefault(name, i)
+            index[section] = first
+        self.obj_index, self.arrow_index = index["objects"], index["arrows"]
 
     # -- arrows
 
@@ -388,7 +399,27 @@ class _Checker:
             ok = False
         if not ok or a.architecture is None:
             return
+        key = self.architecture_key(a)
+        if key is not None and key in self.fitting:
+            return
+        before = len(self.problems)
         self.architecture(a, a.architecture)
+        if key is not None and len(self.problems) == before:
+            self.fitting.add(key)
+
+    def architecture_key(self, a: ModelArrow) -> tuple | None:
+        """What ``architecture`` looks at for one model (its value types and layers as values), or None if a
+        layer holds a list: models alike in all of it fit alike (files repeat one architecture many times)."""
+        arch = a.architecture
+        layer = lambda x: (x.type, tuple([(k, v, type(v)) for k, v in x.params.items()]))  # noqa: E731
+        key = (tuple([self.value_type(s) for s in a.sources]), self.value_type(a.target), arch.combine,
+               tuple([layer(x) for x in arch.layers]),
+               None if arch.inputs is None else tuple(tuple([layer(x) for x in b]) for b in arch.inputs))
+        try:
+            hash(key)
+        except TypeError:
+            return None
+        return key
 
     def architecture(self, a: ModelArrow, arch: Architecture) -> None:
         base = ("architecture",)
@@ -446,6 +477,7 @@ class _Checker:
                     self.add(code, pointer("objects", self.obj_index[name], "distance"), msg)
 
 
+@gc_paused()
 def check_meaning(d: Diagram, doc: Mapping[str, Any] | None = None) -> None:
     """Check names, references, structure and distances of a schema-valid diagram: everything before
     its terms and equations; raise ``DiagramError`` with every problem."""
