@@ -23,7 +23,7 @@ PLUMBING = {"diagrammatic_learning", "diagrammatic_learning.diagram", "diagramma
             "diagrammatic_learning.equations", "diagrammatic_learning.errors", "diagrammatic_learning.files",
             "diagrammatic_learning.fast_schema", "diagrammatic_learning.term_graph",
             "diagrammatic_learning.fingerprint", "diagrammatic_learning.gc_pause",
-            "diagrammatic_learning.io",
+            "diagrammatic_learning.io", "diagrammatic_learning.json_text",
             "diagrammatic_learning.layers", "diagrammatic_learning.resources", "diagrammatic_learning.tensorfiles",
             "diagrammatic_learning.terms", "diagrammatic_learning.validate", "diagrammatic_learning.versions",
             "diagrammatic_learning.vocabulary"}
