@@ -127,6 +127,7 @@ def _is_container(value: Any) -> bool:
     return kind not in _SCALARS and isinstance(value, (Mapping, list))
 
 
+@gc_paused()  # as in io.load: a large document's checks make many containers and no garbage to collect
 def check_document(doc: Any) -> None:
     """Check a parsed document's form: format, version, nesting, then the JSON Schema and every value (SPEC §1)."""
     if not isinstance(doc, Mapping):
