@@ -218,9 +218,9 @@ class TermEnumerator:
 
     def _keep_applied(self, obj: str, out: list[tuple[Term, TermInfo]], name: str, args: list[tuple[Term, TermInfo]],
                       encoding: str | None, trains: bool, stops: bool) -> None:
-        """``_keep`` for every term ``name(x)``, ``x`` in ``args`` (a one-source arrow outside cycles whose
-        encoding is fixed), with the same checks in the same order, but in a few passes over lists: the
-        first term that fails a check is found from the sizes and the room left under the two counts."""
+        """``_keep`` for every term ``name(x)``, ``x`` in ``args`` (a one-source arrow whose encoding is fixed,
+        for an object whose steps are not counted), with the same checks in the same order, but in a few passes
+        over lists: the first term that fails a check is found from the sizes and the room left under the counts."""
         if len(args) < _BATCH_FROM:  # a few terms: one by one costs less than the passes below
             for sub, i in args:
                 self._keep(obj, out, applied(name, sub),
