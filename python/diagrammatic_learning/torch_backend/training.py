@@ -79,6 +79,22 @@ def _loss_sums(model: CompiledDiagram, data: Iterable[Batch]) -> tuple[torch.Ten
     return sums, count
 
 
+class _NoBar:
+    """What ``fit`` calls on a progress bar, doing nothing (no bar asked for: not even a disabled ``tqdm``)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+_NO_BAR = _NoBar()
+
+
 def _optimizer(model: CompiledDiagram, optimizer: OptimizerLike | None, lr: float) -> torch.optim.Optimizer:
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
@@ -158,9 +174,9 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
         for epoch in range(1, epochs + 1):
             model.train()
             count, rows, partial, summed = 0, [], None, 0
-            bar = tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
-                       desc=f"epoch {epoch}/{epochs}", leave=True,
-                       disable=None if progress and main else True)  # None: a bar on terminals, not in logs
+            bar = (tqdm(total=len(data) if hasattr(data, "__len__") else None,  # type: ignore[arg-type]
+                        desc=f"epoch {epoch}/{epochs}", leave=True, disable=None)  # None: on terminals, not in logs
+                   if progress and main else _NO_BAR)
             shown = time.monotonic()
             with model.values_checked() if checked else contextlib.nullcontext():
                 for batch in (data if session is None else session.batches(data, epoch)):
@@ -210,7 +226,8 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             if on_epoch_end is not None:
                 on_epoch_end(epoch, model, history)
     finally:
-        model.train(was_training)
+        if not (was_training and model.training):  # after an epoch it is in training mode already
+            model.train(was_training)
         if session is not None:
             session.close()
     return history
