@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tensorfiles import UnreadNpyVersion, read_npy_header
+
 # safetensors dtype names with an exact little-endian NumPy twin (SPEC §8 columns are float32/64, int64)
 SAFETENSORS_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
                       "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
@@ -118,12 +120,9 @@ def _npy_member(f, info: zipfile.ZipInfo, size: int) -> tuple[np.dtype, tuple[in
         return None
     start = info.header_offset + _ZIP_LOCAL_HEADER.size + name_len + extra_len
     f.seek(start)
-    version = np.lib.format.read_magic(f)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-    else:
+    try:
+        shape, fortran, dtype = read_npy_header(f)
+    except UnreadNpyVersion:
         return None
     if fortran or dtype.hasobject or dtype.byteorder == ">" or dtype.fields is not None:
         return None

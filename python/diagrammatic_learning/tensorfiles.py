@@ -188,6 +188,25 @@ def read_npz(path: str | os.PathLike, what: str = "batch", max_bytes: int = MAX_
                                                           f"{e}") from None
 
 
+class UnreadNpyVersion(Exception):
+    """An ``.npy`` header of a format version other than 1.0 and 2.0."""
+
+    def __init__(self, version: tuple[int, int]):
+        super().__init__(f".npy format version {version} is not read")
+        self.version = version
+
+
+def read_npy_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from the header of the ``.npy`` array at ``f``'s position, ``f`` left at
+    the data; ``UnreadNpyVersion`` for versions other than 1.0 and 2.0 (nothing is ever unpickled)."""
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(f)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(f)
+    raise UnreadNpyVersion(version)
+
+
 def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with zipfile.ZipFile(path) as z:
@@ -199,13 +218,10 @@ def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
             if not m.filename.endswith(".npy"):
                 raise _BadFile(f"member {m.filename!r} is not an .npy array")
             with z.open(m) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    raise _BadFile(f"member {m.filename!r}: .npy format version {version} is not read")
+                try:
+                    shape, fortran, dtype = read_npy_header(f)
+                except UnreadNpyVersion as e:
+                    raise _BadFile(f"member {m.filename!r}: .npy format version {e.version} is not read") from None
                 if dtype.hasobject:
                     raise _BadFile(f"member {m.filename!r} holds Python objects, which are never unpickled")
                 need = prod(shape) * dtype.itemsize
