@@ -273,9 +273,6 @@ class TermEnumerator:
                 keep(obj, out, how[0], how[1], counting)
             else:
                 sources, inside, checked, fixed, trains, stops = how
-                if len(sources) == 1 and not (counting or checked or inside[0]):  # the common case, outside cycles
-                    self._keep_applied(obj, out, name, self.terms(sources[0]), fixed, trains, stops)
-                    continue
                 inner = forbidden | {name} if any(inside) else _NO_ARROWS
                 choices = [self.terms(s, inner if ins else _NO_ARROWS) for s, ins in zip(sources, inside)]
                 if len(choices) == 1 and not (counting or checked):

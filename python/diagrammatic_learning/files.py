@@ -220,10 +220,7 @@ def _write_unnamed(folder: Path, name: str, data: bytes, mode: int) -> str | Non
         return None
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(os.dup(fd), "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        _write_all(os.dup(fd), data)  # the copy is closed; ``fd`` stays open to name the file
         try:
             return _name_unnamed(fd, folder, name)
         except OSError as e:
