@@ -477,3 +477,7 @@ def test_a_model_with_a_hook_is_applied_once_per_term_by_the_interpreter(monkeyp
     rng = np.random.default_rng(2)
     m({a.column: rng.normal(size=(5, 3)) for a in m.diagram.arrows.values() if a.kind == "data"})
     assert calls == [5, 5, 5, 5]  # four terms of L3_0, each its own call
+    calls.clear()
+    m["m3_0"].layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    m({a.column: rng.normal(size=(5, 3)) for a in m.diagram.arrows.values() if a.kind == "data"})
+    assert calls == [5, 5, 5, 5] + [5, 5, 5]  # a hook on a layer inside the model too: three terms of L2_0

@@ -10,7 +10,8 @@ changes of shape that pay at this size (thousands of steps and equations):
   result is split again. Every layer of the vocabulary treats the examples of
   a batch independently (SPEC §4), so each application's values are those of
   a call alone; one call instead of many saves the per-call overhead of the
-  modules and of autograd. External modules, modules with hooks, and the
+  modules and of autograd. External modules, modules with a hook (on the
+  model, on any of its layers, or global) or a ``module.compile()``, and the
   first failure of a batched call (to report the step it came from) run one
   application at a time.
 - **Groups of equations gathered.** A group of equations (``pieces``) stacks
@@ -31,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import DiagramError
 from .architecture import ArchitectureModule
 from .functions import function_op
-from .pieces import FORWARD, LOSSES, Piece, Program
+from .pieces import FORWARD, LOSSES, Piece, Program, calls_only_forward, no_global_hooks
 from .weights import to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,11 +66,11 @@ def _group_distances(fn: Any, lhs_values: torch.Tensor, lhs: torch.Tensor, rhs_v
     return torch.cat(parts)
 
 
-def _latest_levels(steps: list, consumers: list[list[int]]) -> list[int]:
+def _latest_levels(consumers: list[list[int]]) -> list[int]:
     """Each step's level in an as-late-as-possible schedule: one less than its earliest consumer's."""
-    top = len(steps)
-    level = [top] * len(steps)
-    for i in range(len(steps) - 1, -1, -1):  # steps come children first: consumers are seen before
+    top = len(consumers)
+    level = [top] * top
+    for i in range(top - 1, -1, -1):  # steps come children first: consumers are seen before
         if consumers[i]:
             level[i] = min(level[c] for c in consumers[i]) - 1
     return level
@@ -89,7 +90,7 @@ class Interpreter:
         for i, step in enumerate(steps):
             for a in step.args:
                 consumers[a].append(i)
-        level = _latest_levels(list(steps), consumers)
+        level = _latest_levels(consumers)
         batchable = {name for name, module in m._modules.items()
                      if type(module) is ArchitectureModule and name not in m._unchecked}
         together: dict[tuple[int, str], list[int]] = {}
@@ -154,8 +155,8 @@ class Interpreter:
         """One call of a model on the concatenated arguments of several applications, split back."""
         _, positions, arrow, all_args = unit
         module = model._modules[arrow]
-        if (type(module) is not ArchitectureModule or arrow in model._unchecked or module._forward_hooks
-                or module._forward_pre_hooks or module._backward_hooks or module._backward_pre_hooks):
+        if (type(module) is not ArchitectureModule or arrow in model._unchecked or not no_global_hooks()
+                or not all(calls_only_forward(m) for m in module.modules())):  # a hook sees each application
             for i, args in zip(positions, all_args):
                 values[i] = model._apply_model(arrow, [values[a] for a in args], i)
             return

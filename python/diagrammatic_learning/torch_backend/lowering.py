@@ -46,14 +46,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch.nn.modules import module as _module
 
 from ..diagram import Architecture, Diagram, ModelArrow
 from .architecture import ArchitectureModule
 from .functions import function_op
 from .interpreter import Interpreter
 from .layer_modules import LSTM, Embedding
-from .pieces import EVALUATE, FORWARD, GROUP_MIN, LOSSES, Piece, Program, equation_pieces
+from .pieces import EVALUATE, FORWARD, GROUP_MIN, LOSSES, Piece, Program, equation_pieces, no_global_hooks
 from .plan import Plan, _int_column
 from .weights import to_tensor
 
@@ -74,21 +73,14 @@ def tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
-def no_global_hooks() -> bool:
-    """No module hook registered for every module, and no ``torch.jit.trace`` under way: then a module without
-    hooks of its own, called as a module, would only call its ``forward`` (``nn.Module._call_impl``)."""
-    return not (_module._global_backward_pre_hooks or _module._global_backward_hooks
-                or _module._global_forward_hooks or _module._global_forward_pre_hooks
-                or torch._C._get_tracing_state())
-
-
 def direct(module: str) -> str:
     """The condition under which the generated code calls ``{module}.forward`` instead of ``{module}(...)``.
 
     Calling a module costs a few microseconds more than calling its ``forward``
     (most of the overhead of a small model's step); the two do the same thing
     exactly when ``nn.Module._call_impl`` would take its fast path: no hook,
-    global (``FAST``) or its own, and no ``module.compile()``.
+    global (``FAST``, ``pieces.no_global_hooks``) or its own, and no
+    ``module.compile()`` (``pieces.calls_only_forward``, written out inline).
     """
     return (f"FAST and {module}._compiled_call_impl is None and not ({module}._forward_hooks or "
             f"{module}._forward_pre_hooks or {module}._backward_hooks or {module}._backward_pre_hooks)")

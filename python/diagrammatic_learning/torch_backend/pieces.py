@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+from torch.nn.modules import module as _module
 
 from .batched_distances import batched_distance_fn
 from .distances import distance_fn
@@ -27,6 +28,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORWARD, LOSSES, EVALUATE = range(3)
 GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
+
+
+def no_global_hooks() -> bool:
+    """No module hook registered for every module, and no ``torch.jit.trace`` under way (see ``calls_only_forward``)."""
+    return not (_module._global_backward_pre_hooks or _module._global_backward_hooks
+                or _module._global_forward_hooks or _module._global_forward_pre_hooks
+                or torch._C._get_tracing_state())
+
+
+def calls_only_forward(module: torch.nn.Module) -> bool:
+    """Whether calling ``module`` does nothing but call its ``forward`` when ``no_global_hooks()``: no hook of its
+    own and no ``module.compile()`` (``nn.Module._call_impl``'s fast path)."""
+    return module._compiled_call_impl is None and not (module._forward_hooks or module._forward_pre_hooks
+                                                       or module._backward_hooks or module._backward_pre_hooks)
 
 
 @dataclass
