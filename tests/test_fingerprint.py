@@ -81,3 +81,33 @@ def test_remembered_values_last_only_while_the_contents_stay():
     d.automatic = False
     assert not same(before, fingerprint(d))
     assert recall(d, "answer") is None
+
+
+def test_an_unchanged_block_takes_the_fingerprint_once_and_edits_after_it_are_seen(monkeypatch):
+    import diagrammatic_learning.fingerprint as fp
+    d = load(small())
+    taken: list[int] = []
+    real = fp.fingerprint
+    monkeypatch.setattr(fp, "fingerprint", lambda x: taken.append(1) or real(x))
+    with fp.unchanged(d):
+        with fp.unchanged(d):  # nested blocks share the outer one's fingerprint
+            for _ in range(4):
+                assert recall(d, "valid")
+            remember(d, "other", 1)
+        assert recall(d, "other") == 1
+    assert taken == [1]
+    d.arrows["f"].architecture.layers[0].params["in_features"] = 5  # after the block: seen again
+    assert recall(d, "valid") is None and recall(d, "other") is None
+    assert not hasattr(d, "_held_fingerprint")
+
+
+def test_compile_takes_the_fingerprint_at_most_twice(monkeypatch):
+    """Once to recall that the diagram is valid, once for the copy that compiles (not once per memo read)."""
+    torch_backend = pytest.importorskip("diagrammatic_learning.torch_backend")
+    import diagrammatic_learning.fingerprint as fp
+    d = load(small())
+    taken: list[int] = []
+    real = fp.fingerprint
+    monkeypatch.setattr(fp, "fingerprint", lambda x: taken.append(1) or real(x))
+    torch_backend.compile(d)
+    assert len(taken) <= 2

@@ -13,16 +13,20 @@ validation or the equations read has changed.
 
 ``remember(d, key, value)`` stores a result on the diagram with the current
 fingerprint; ``recall(d, key)`` returns it only while the fingerprint is
-unchanged.
+unchanged. Inside ``with unchanged(d):`` (compiling, where nothing edits the
+diagram) the fingerprint is taken once for all the recalls of the block
+instead of once per recall.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 from .diagram import Diagram, FunctionArrow, ModelArrow
 
 _ATTRIBUTE = "_remembered"
+_HELD = "_held_fingerprint"  # set only inside ``unchanged``
 
 
 def _frozen(value: Any) -> Any:
@@ -72,19 +76,45 @@ def same(a: tuple[tuple, tuple], b: tuple[tuple, tuple]) -> bool:
     return len(a[0]) == len(b[0]) and all(p is q for p, q in zip(a[0], b[0])) and a[1] == b[1]
 
 
+@contextlib.contextmanager
+def unchanged(d: Diagram) -> Iterator[None]:
+    """A block that does not edit ``d``: every ``recall`` and ``remember`` in it uses one fingerprint.
+
+    For the caller to promise; an edit inside the block would go unseen by the
+    block's recalls (never by later ones: the fingerprint is taken afresh after
+    the block). Blocks nest.
+    """
+    if getattr(d, _HELD, None) is not None:
+        yield
+        return
+    setattr(d, _HELD, fingerprint(d))
+    try:
+        yield
+    finally:
+        delattr(d, _HELD)
+
+
+def _now(d: Diagram) -> tuple[tuple, tuple]:
+    held = getattr(d, _HELD, None)
+    return held if held is not None else fingerprint(d)
+
+
 def recall(d: Diagram, key: str) -> Any:
     """What ``remember`` stored under ``key`` on this diagram, or None if it changed since (or never was)."""
     memo = getattr(d, _ATTRIBUTE, None)
-    if memo is None or key not in memo[1] or not same(memo[0], fingerprint(d)):
+    if memo is None or key not in memo[1]:
+        return None
+    now = _now(d)
+    if memo[0] is not now and not same(memo[0], now):
         return None
     return memo[1][key]
 
 
 def remember(d: Diagram, key: str, value: Any) -> None:
     """Store ``value`` under ``key``, valid while the diagram's contents stay as they are now."""
-    now = fingerprint(d)
+    now = _now(d)
     memo = getattr(d, _ATTRIBUTE, None)
-    results = memo[1] if memo is not None and same(memo[0], now) else {}
+    results = memo[1] if memo is not None and (memo[0] is now or same(memo[0], now)) else {}
     results[key] = value
     setattr(d, _ATTRIBUTE, (now, results))
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..diagram import Architecture, Layer
 from .layer_modules import build_layer
+from .registration import module_list, quiet, sequential, set_child
 
 
 def combine(kind: str, values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -31,7 +32,7 @@ def combine(kind: str, values: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 def _sequential(layers: Sequence[Layer], dtype: torch.dtype) -> nn.Sequential:
-    return nn.Sequential(*(build_layer(layer, dtype) for layer in layers))
+    return sequential(build_layer(layer, dtype) for layer in layers)
 
 
 class ArchitectureModule(nn.Module):
@@ -39,13 +40,12 @@ class ArchitectureModule(nn.Module):
 
     def __init__(self, architecture: Architecture, dtype: torch.dtype = torch.float32):
         super().__init__()
-        self.combine = architecture.combine
-        if architecture.inputs is not None:
-            # registered before `layers` so that state_dict order is the canonical order
-            self.inputs = nn.ModuleList(_sequential(branch, dtype) for branch in architecture.inputs)
-        else:
-            self.inputs = None
-        self.layers = _sequential(architecture.layers, dtype)
+        fast = quiet()  # children registered directly (registration.py)
+        self.__dict__["combine"] = architecture.combine
+        # registered before `layers` so that state_dict order is the canonical order
+        set_child(self, "inputs", None if architecture.inputs is None else
+                  module_list(_sequential(branch, dtype) for branch in architecture.inputs), fast)
+        set_child(self, "layers", _sequential(architecture.layers, dtype), fast)
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         if self.combine is None:

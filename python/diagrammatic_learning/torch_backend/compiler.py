@@ -22,6 +22,7 @@ from torch import nn
 from ..diagram import CategoricalObject, Diagram, ModelArrow
 from ..equations import Equation, equations
 from ..errors import DiagramError, Problem, pointer
+from ..fingerprint import unchanged
 from ..gc_pause import gc_paused
 from ..io import Source, load
 from ..layers import architecture_parameter_shapes
@@ -75,9 +76,10 @@ class CompiledDiagram(nn.ModuleDict):
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  max_parameters: int | None = None):
         super().__init__()
-        check_parameter_count(diagram, max_parameters)  # before any module is built (SPEC §8)
+        with unchanged(diagram):  # one fingerprint for the memos read here (fingerprint.py)
+            check_parameter_count(diagram, max_parameters)  # before any module is built (SPEC §8)
+            self._equations = equations(diagram)
         self._diagram = diagram
-        self._equations = equations(diagram)
         self._plan: Plan = build_plan(diagram, self._equations)
         self._dtype = compute_dtype(dtype)
         self._device = torch.device(device) if device is not None else torch.device("cpu")
@@ -415,15 +417,16 @@ def compile(diagram: Source, weights: WeightsSource | None = None, modules: Mapp
     (default ``limits.MAX_PARAMETERS``, or ``$DLEARN_MAX_PARAMETERS``); more is ``too-many-parameters``,
     decided before anything is allocated.
     """
-    d = load(diagram)
-    check_parameter_count(d, max_parameters)
-    if weights is not None:  # checked before any module is built: a bad file costs no allocation
-        tensors, where = read_weights(weights)
-        check_weights(d, tensors, where)
-        weights = tensors
-    with gc_paused():
-        m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device,
-                            max_parameters=max_parameters)
+    d = load(diagram)  # a copy: nothing else holds it while it compiles
+    with unchanged(d):
+        check_parameter_count(d, max_parameters)
+        if weights is not None:  # checked before any module is built: a bad file costs no allocation
+            tensors, where = read_weights(weights)
+            check_weights(d, tensors, where)
+            weights = tensors
+        with gc_paused():
+            m = CompiledDiagram(d, modules=modules, dtype=compute_dtype(dtype), device=device,
+                                max_parameters=max_parameters)
     if weights is not None:
         m.load_weights(weights)
     return m

@@ -1,0 +1,72 @@
+"""Registering parameters and child modules without ``nn.Module.__setattr__``'s checks, when nothing watches.
+
+Building a module the ordinary way (``self.weight = Parameter(...)``,
+``nn.Sequential(*layers)``) goes through ``register_parameter`` and
+``add_module``, whose name checks call ``hasattr`` on the module: a failing
+``__getattr__`` that formats an error message each time. That is most of the
+time of building a small layer, and a diagram with 5,000 linear models builds
+15,000 modules. The compiler only ever registers fresh, valid names on modules
+it has just made, so those checks cannot fail there; what registration does
+besides (storing the value in ``_parameters`` or ``_modules``) is done here
+directly.
+
+The one thing those methods do that matters to anyone else is calling the
+global registration hooks (``nn.modules.module.register_module_*_registration_hook``).
+While any is registered, or if a PyTorch version no longer has them where this
+module looks, ``quiet()`` is False and every helper here takes the ordinary
+path (``tests/test_registration.py`` checks both paths build equal modules).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from torch import nn
+from torch.nn.modules import module as _module
+
+def quiet() -> bool:
+    """True when no global registration hook is set, so direct registration does what ``setattr`` would."""
+    try:
+        return not (_module._global_parameter_registration_hooks or _module._global_module_registration_hooks
+                    or _module._global_buffer_registration_hooks)
+    except AttributeError:  # a PyTorch that keeps them elsewhere: always the ordinary path
+        return False
+
+
+def set_parameter(owner: nn.Module, name: str, param: nn.Parameter | None, fast: bool) -> None:
+    """``owner.<name> = param`` (``register_parameter`` when ``param`` is None) on a module just built."""
+    if fast:
+        owner._parameters[name] = param
+    else:
+        owner.register_parameter(name, param)
+
+
+def set_child(owner: nn.Module, name: str, child: nn.Module | None, fast: bool) -> None:
+    """``owner.<name> = child`` on a module just built (a child module, or None for an absent one)."""
+    if fast:
+        if child is None:
+            owner.__dict__[name] = None
+        else:
+            owner._modules[name] = child
+    else:
+        setattr(owner, name, child)
+
+
+def sequential(children: Iterable[nn.Module]) -> nn.Sequential:
+    """``nn.Sequential(*children)``: children named ``"0"``, ``"1"``, …"""
+    if not quiet():
+        return nn.Sequential(*children)
+    seq = nn.Sequential()
+    for i, child in enumerate(children):
+        seq._modules[str(i)] = child
+    return seq
+
+
+def module_list(children: Iterable[nn.Module]) -> nn.ModuleList:
+    """``nn.ModuleList(children)``: children named ``"0"``, ``"1"``, …"""
+    if not quiet():
+        return nn.ModuleList(children)
+    out = nn.ModuleList()
+    for i, child in enumerate(children):
+        out._modules[str(i)] = child
+    return out
