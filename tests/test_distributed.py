@@ -254,14 +254,14 @@ def test_a_group_of_one_trains_like_plain_fit_and_lets_go_of_ddp(group_of_one, t
     diagram = load(EXAMPLES / "multitask.json")
     tables = worker.small_tables(diagram)
     models = []
-    for distributed in (DistributedOptions(time_communication=True), None, False):
+    for option in (DistributedOptions(time_communication=True), None, False):
         torch.manual_seed(1)
         model = compile(diagram, dtype="float64")
         loader = ColumnLoader(tables, 16, seed=1)
         gc.collect()
         gc.disable()  # the DDP wrapper must go when fit returns, by reference counting, before any later backward
         try:
-            histories = [fit(model, loader, epochs=1, lr=0.01, progress=False, distributed=distributed)
+            histories = [fit(model, loader, epochs=1, lr=0.01, progress=False, distributed=option)
                          for _ in range(2)]
             assert not [o for o in gc.get_objects() if type(o) is torch.nn.parallel.DistributedDataParallel]
         finally:

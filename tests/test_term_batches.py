@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from diagrammatic_learning import Diagram, DiagramError, enumerate_terms, mlp
-from diagrammatic_learning.equations import TermEnumerator, _TooMany
+from diagrammatic_learning.equations import TermEnumerator
 from diagrammatic_learning.terms import Term
 
 

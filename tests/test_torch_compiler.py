@@ -283,7 +283,7 @@ def test_external_arrows_are_bound_trained_and_left_out_of_weights():
 
 def test_frozen_externals_do_not_train_and_follow_the_dtype():
     net = nn.Linear(4, 3)
-    m = compile(external_diagram(trainable=False), modules={"net": net}, dtype=F64)
+    compile(external_diagram(trainable=False), modules={"net": net}, dtype=F64)
     assert net.weight.dtype == F64 and not net.weight.requires_grad
 
 

@@ -286,7 +286,7 @@ class _Checker:
                              f"{self.d.objects[a.source].kind} object")
                 if a.encoding is not None and not isinstance(target, CategoricalObject):
                     self.add("bad-value", self.arrow_ptr(a.name, "encoding"),
-                             f"encoding is only for data arrows into categorical objects")
+                             "encoding is only for data arrows into categorical objects")
                 continue
             bad = [k for k, s in enumerate(a.sources) if self.d.objects[s].kind == "data"]
             for k in bad:

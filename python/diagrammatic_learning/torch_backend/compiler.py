@@ -33,7 +33,7 @@ from .batch_check import BatchChecker
 from .lowering import EVALUATE, FORWARD, LOSSES, Program, embedding_columns, write
 from .plan import Plan, build_plan
 from .weights import (WeightsSource, arrow_tensors, check_tensors, copy_into, model_arrow, read_weights,
-                      save_tensors, to_tensor)
+                      save_tensors)
 
 Batch = Mapping[str, Any]
 COMPUTE_DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -202,15 +202,16 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             if not rows:
                 bar.close()
                 raise ValueError("the data yielded no batches")
-            stacked = torch.stack(rows)
-            sums, totals = stacked.sum(0), list(stacked)  # per step: the total, then each equation
+            stacked = torch.stack(rows)  # per step: the total, then each equation
+            sums = stacked.sum(0)
             if session is not None:
-                sums, count, totals = session.reduce_epoch(sums, count, totals)
+                sums, count, totals = session.reduce_epoch(sums, count, list(stacked))
+                stacked = torch.stack(totals)
             means = _means(names, sums, count)
             bar.set_postfix(means)
             bar.close()
             history.epochs.append(means)
-            table = torch.stack(totals).tolist()  # one transfer for every step of the epoch
+            table = stacked.tolist()  # one transfer for every step of the epoch
             history.steps.extend(row[0] for row in table)
             history.step_equations.extend({name: row[i + 1] for i, name in enumerate(names)} for row in table)
             if eval_every and (epoch % eval_every == 0 or epoch == epochs):
