@@ -20,6 +20,12 @@ What one batch costs (SPEC §8 "Per batch"):
 - nothing for the ranges when ``values=False``: allowed only when every row of
   the data source was checked once already (``check_source``), as
   ``ColumnLoader.for_model`` does.
+
+``BatchChecker.fast`` is the same check written out as straight-line code for
+the one case a training or evaluation step meets (every column a plain CPU
+``torch.Tensor``): no loop, no tuple unpacking, index ranges inline. Anything
+else (arrays, tensor subclasses, other devices, tracing, a failing column) it
+hands to ``__call__``, which decides.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from ..tensorfiles import as_arrays, check_batch
 _FLOATS = (torch.float32, torch.float64, np.dtype("float32"), np.dtype("float64"))
 _INT64 = (torch.int64, np.dtype("int64"))
 _TORCH_FLOATS = (torch.float32, torch.float64)
+FAST_MAX_COLUMNS = 256  # above this many column rules ``fast`` is ``__call__`` itself (no code this long)
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,42 @@ class BatchChecker:
             if name not in empty:
                 bounds[name] = min(bounds.get(name, num), num)
         self.ranges = tuple(bounds.items())
+        self.fast = self._write_fast()
+
+    def _write_fast(self) -> Any:
+        """``fast(batch, values=True)``: ``self(batch, values)``, written out for plain CPU tensors."""
+        index = {name: i for i, name in enumerate(dict.fromkeys(r[0] for r in self._rules))}
+        if len(self._rules) > FAST_MAX_COLUMNS or any(name not in index for name, _ in self.ranges):
+            return self  # very wide batches (and index bounds not from a data arrow) take the general check
+        lines = [f"    c{i} = batch.get({name!r})" for name, i in index.items()]
+        tests = [f"c{i}.__class__ is Tensor" for i in index.values()]
+        first: dict[str, int] = {}  # data object → the column that gives its batch size
+        for name, data_object, rank, per_example, dtypes in self._rules:
+            c = f"c{index[name]}"
+            tests.append(f"{c}.dtype in {'I64' if dtypes is _INT64 else 'FLOATS'} and {c}.is_cpu and "
+                         f"{c}.ndim == {rank}" + (f" and {c}.shape[1:] == {per_example!r}" if rank > 1 else ""))
+            if data_object not in first:
+                first[data_object] = index[name]
+                tests.append(f"{c}.shape[0]")
+            elif first[data_object] != index[name]:
+                tests.append(f"{c}.shape[0] == c{first[data_object]}.shape[0]")
+        ranges = [f"        low, high = torch.aminmax(c{index[name]})\n"
+                  f"        if low.item() < 0 or high.item() >= {bound}:\n"
+                  f"            return SLOW(batch, values)" for name, bound in self.ranges]
+        source = ("def fast(batch, values=True):\n"
+                  "    if is_compiling() or is_exporting():\n        return SLOW(batch, values)\n"
+                  + "\n".join(lines) + "\n"
+                  + "    if not (" + "\n            and ".join(tests or ["True"]) + "):\n"
+                  "        return SLOW(batch, values)\n"
+                  + ("    if values:\n" + "\n".join(ranges) + "\n" if ranges else "")
+                  + "    return None\n")
+        namespace = {"Tensor": torch.Tensor, "I64": (torch.int64,), "FLOATS": _TORCH_FLOATS, "SLOW": self,
+                     "torch": torch, "is_compiling": torch.compiler.is_compiling,
+                     "is_exporting": torch.compiler.is_exporting}
+        exec(compile(source, f"<batch check of {self.diagram.name}>", "exec"), namespace)  # noqa: S102 - ours
+        fast = namespace["fast"]
+        fast.source = source
+        return fast
 
     def __call__(self, batch: Mapping[str, Any], values: bool = True) -> None:
         """Return if every column passes; otherwise raise ``check_batch``'s ``DiagramError``.

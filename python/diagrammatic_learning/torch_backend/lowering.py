@@ -141,7 +141,7 @@ class _Writer:
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
             "tracing": tracing, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
-            "CHECK": model._check_batch, "COUNTS": model._plan_counts, "no_global_hooks": no_global_hooks,
+            "CHECK": model._check_batch.fast, "COUNTS": model._plan_counts, "no_global_hooks": no_global_hooks,
         }
         self.tables = 0
         self.indent = "    "
