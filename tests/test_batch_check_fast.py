@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from diagrammatic_learning import Diagram, layer, load
+from diagrammatic_learning import Diagram, load
 from diagrammatic_learning.errors import DiagramError
 from diagrammatic_learning.torch_backend import compile
 from diagrammatic_learning.torch_backend.batch_check import BatchChecker
