@@ -118,3 +118,39 @@ def test_a_pytorch_without_the_hook_tables_takes_the_ordinary_path(monkeypatch):
     monkeypatch.undo()
     torch.manual_seed(1)
     assert shape_of(built) == shape_of(build_module(ARCHITECTURES["branches"]))
+
+
+def test_modules_built_directly_share_no_container():
+    from diagrammatic_learning.torch_backend.registration import init_module, new_module
+    a, b = build_module(ARCHITECTURES["branches"]), build_module(ARCHITECTURES["branches"])
+    for (_, x), (_, y) in zip(a.named_modules(), b.named_modules()):
+        for name, value in x.__dict__.items():
+            if isinstance(value, (dict, set)):
+                assert value is not y.__dict__[name], name
+    plain, ours = nn.Module(), new_module(nn.Module)
+    assert sorted(plain.__dict__) == sorted(ours.__dict__)
+    assert all(type(plain.__dict__[k]) is type(ours.__dict__[k]) and plain.__dict__[k] == ours.__dict__[k]
+               for k in plain.__dict__)
+    again = nn.Module()
+    init_module(again)  # no container of the first init survives a second
+    assert again._forward_hooks is not plain._forward_hooks
+
+
+def test_a_module_state_that_is_not_only_empty_containers_and_flags_takes_nn_module_init(monkeypatch):
+    from diagrammatic_learning.torch_backend import registration
+    registration._module_state.cache_clear()
+    real_init = nn.Module.__init__
+
+    def init_with_a_filled_table(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        object.__setattr__(self, "_something_new", {"filled": 1})
+
+    monkeypatch.setattr(nn.Module, "__init__", init_with_a_filled_table)
+    try:
+        assert registration._module_state() is None
+        built = registration.new_module(nn.Module)
+        assert built._something_new == {"filled": 1}
+    finally:
+        monkeypatch.undo()
+        registration._module_state.cache_clear()
+    assert registration._module_state() is not None

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..diagram import Architecture, Layer
 from .layer_modules import build_layer
-from .registration import module_list, quiet, sequential, set_child
+from .registration import init_module, module_list, quiet, sequential, set_child
 
 
 def combine(kind: str, values: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -39,8 +39,11 @@ class ArchitectureModule(nn.Module):
     """A model arrow's network: ``forward(*inputs)`` takes one batch per source, in source order."""
 
     def __init__(self, architecture: Architecture, dtype: torch.dtype = torch.float32):
-        super().__init__()
-        fast = quiet()  # children registered directly (registration.py)
+        fast = quiet()  # state set and children registered directly (registration.py)
+        if fast:
+            init_module(self)
+        else:
+            super().__init__()
         self.__dict__["combine"] = architecture.combine
         # registered before `layers` so that state_dict order is the canonical order
         set_child(self, "inputs", None if architecture.inputs is None else

@@ -21,7 +21,7 @@ from torch import nn
 from ..diagram import Layer
 from ..errors import DiagramError
 from ..layers import full_params
-from .registration import quiet, set_parameter
+from .registration import init_module, quiet, set_parameter
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ class Linear(nn.Linear):
         if not fast:
             super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
             return
-        nn.Module.__init__(self)
+        init_module(self)
         self.__dict__.update(in_features=in_features, out_features=out_features)
         set_parameter(self, "weight", nn.Parameter(torch.empty((out_features, in_features), device=device,
                                                                dtype=dtype)), fast)

@@ -10,6 +10,11 @@ it has just made, so those checks cannot fail there; what registration does
 besides (storing the value in ``_parameters`` or ``_modules``) is done here
 directly.
 
+``nn.Module.__init__`` itself sets seventeen attributes one
+``object.__setattr__`` call at a time; ``init_module(m)`` gives a module the
+same state (fresh empty containers, the same flags: copied from what
+``nn.Module()`` holds) in one dictionary update.
+
 The one thing those methods do that matters to anyone else is calling the
 global registration hooks (``nn.modules.module.register_module_*_registration_hook``).
 While any is registered, or if a PyTorch version no longer has them where this
@@ -19,10 +24,13 @@ path (``tests/test_registration.py`` checks both paths build equal modules).
 
 from __future__ import annotations
 
-from typing import Iterable
+from functools import lru_cache
+from typing import Any, Callable, Iterable, TypeVar
 
 from torch import nn
 from torch.nn.modules import module as _module
+
+M = TypeVar("M", bound=nn.Module)
 
 def quiet() -> bool:
     """True when no global registration hook is set, so direct registration does what ``setattr`` would."""
@@ -31,6 +39,38 @@ def quiet() -> bool:
                     or _module._global_buffer_registration_hooks)
     except AttributeError:  # a PyTorch that keeps them elsewhere: always the ordinary path
         return False
+
+
+@lru_cache(maxsize=1)
+def _module_state() -> tuple[tuple[str, Callable[[], Any] | None, Any], ...] | None:
+    """What ``nn.Module.__init__`` sets, as (name, container type or None, value); None if not only that."""
+    out = []
+    for name, value in nn.Module().__dict__.items():
+        if isinstance(value, (dict, set)):
+            if value:  # a container that starts filled: not something to copy blindly
+                return None
+            out.append((name, type(value), None))
+        elif value is None or isinstance(value, bool):
+            out.append((name, None, value))
+        else:
+            return None
+    return tuple(out)
+
+
+def init_module(m: nn.Module) -> None:
+    """``nn.Module.__init__(m)``: the same attributes, each container new, set in one update."""
+    state = _module_state()
+    if state is None:
+        nn.Module.__init__(m)
+    else:
+        m.__dict__.update({name: make() if make is not None else value for name, make, value in state})
+
+
+def new_module(cls: type[M]) -> M:
+    """An instance of ``cls`` with ``nn.Module``'s state and none of its own ``__init__`` run."""
+    m = cls.__new__(cls)
+    init_module(m)
+    return m
 
 
 def set_parameter(owner: nn.Module, name: str, param: nn.Parameter | None, fast: bool) -> None:
@@ -56,7 +96,7 @@ def sequential(children: Iterable[nn.Module]) -> nn.Sequential:
     """``nn.Sequential(*children)``: children named ``"0"``, ``"1"``, …"""
     if not quiet():
         return nn.Sequential(*children)
-    seq = nn.Sequential()
+    seq = new_module(nn.Sequential)  # nn.Sequential.__init__ with no children sets nothing more
     for i, child in enumerate(children):
         seq._modules[str(i)] = child
     return seq
@@ -66,7 +106,7 @@ def module_list(children: Iterable[nn.Module]) -> nn.ModuleList:
     """``nn.ModuleList(children)``: children named ``"0"``, ``"1"``, …"""
     if not quiet():
         return nn.ModuleList(children)
-    out = nn.ModuleList()
+    out = new_module(nn.ModuleList)  # nn.ModuleList.__init__ with no children sets nothing more
     for i, child in enumerate(children):
         out._modules[str(i)] = child
     return out
