@@ -148,7 +148,7 @@ class Linear(nn.Linear):
 
     ``reset_parameters`` makes the same two ``uniform_`` calls with the same
     bounds, computed the same way, as ``nn.Linear``'s (so a seed gives equal
-    weights: ``tests/test_layer_modules.py``), without ``kaiming_uniform_``'s
+    weights: ``tests/test_torch_layers.py``), without ``kaiming_uniform_``'s
     dispatch, which is most of the time of building a small layer: a diagram of
     5,000 linear models compiles noticeably faster.
     """
@@ -162,23 +162,32 @@ class Linear(nn.Linear):
             return
         init_module(self)
         self.__dict__.update(in_features=in_features, out_features=out_features)
-        set_parameter(self, "weight", nn.Parameter(torch.empty((out_features, in_features), device=device,
-                                                               dtype=dtype)), fast)
-        set_parameter(self, "bias", nn.Parameter(torch.empty(out_features, device=device, dtype=dtype))
-                      if bias else None, fast)
-        self.reset_parameters()
+        weight = torch.empty((out_features, in_features), device=device, dtype=dtype)
+        bias_data = torch.empty(out_features, device=device, dtype=dtype) if bias else None
+        drawn = bool(in_features and out_features)  # empty ones follow kaiming_uniform_'s rules, below
+        if drawn:  # before they become parameters: no autograd to turn off
+            _draw(weight, bias_data, in_features)
+        set_parameter(self, "weight", nn.Parameter(weight), fast)
+        set_parameter(self, "bias", None if bias_data is None else nn.Parameter(bias_data), fast)
+        if not drawn:
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         fan_in = self.in_features
         if fan_in == 0 or self.out_features == 0:  # kaiming_uniform_'s own rules for empty tensors
             return super().reset_parameters()
         with torch.no_grad():
-            bound = math.sqrt(3.0) * (_LINEAR_GAIN / math.sqrt(fan_in))
-            self.weight.uniform_(-bound, bound)
-            if self.bias is not None:
-                bias_bound = 1 / math.sqrt(fan_in)
-                self.bias.uniform_(-bias_bound, bias_bound)
+            _draw(self.weight, self.bias, fan_in)
         return None
+
+
+def _draw(weight: torch.Tensor, bias: torch.Tensor | None, fan_in: int) -> None:
+    """``nn.Linear.reset_parameters``'s two draws (same bounds, same order), in place."""
+    bound = math.sqrt(3.0) * (_LINEAR_GAIN / math.sqrt(fan_in))
+    weight.uniform_(-bound, bound)
+    if bias is not None:
+        bias_bound = 1 / math.sqrt(fan_in)
+        bias.uniform_(-bias_bound, bias_bound)
 
 
 def _linear(p: dict[str, Any], dtype: torch.dtype) -> nn.Module:
