@@ -1,6 +1,7 @@
 """Compiling and running diagrams at scale: load, compile, and one forward + backward pass, per phase.
 
     python benchmarks/bench_compile.py [--only fan-out layered] [--batch-size 32] [--before OLD/python]
+                                       [--repeat N]
 
 The two valid 10,000-arrow diagrams of ``bench_reading.py`` (a fan-out: one
 input, 5,000 linear heads, 5,000 equations; a layered DAG: 357 columns of 15
@@ -12,7 +13,8 @@ code or interpreter), then ``fwd+bwd`` (the loss of one batch of
 Each phase prints its wall time, its CPU time, and the process's peak
 resident memory at its end (MB, ``ru_maxrss``: the interpreter, torch and
 everything before, about 220 MB of it the interpreter and torch). ``--before`` runs the same with an older package
-(e.g. ``<old checkout>/python``).
+(e.g. ``<old checkout>/python``); ``--repeat N`` runs each N times, alternating the two, and prints the
+medians (this VM's speed drifts by tens of per cent between seconds).
 
 Targets (issue 15): the fan-out compiles in < 1 s; the layered DAG's every
 phase takes < 5 s and < 500 MB.
@@ -24,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,6 +85,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--before", help="an older package's folder (put first on PYTHONPATH)")
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs of each package, alternated (after, before, before, after, ...); medians printed")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
           f"batch {args.batch_size}; cells: wall s / CPU s / peak RSS MB")
@@ -89,15 +94,26 @@ def main() -> None:
         for name in args.only:
             path = str(Path(tmp) / f"{name}.json")
             Path(path).write_text(json.dumps(CASES[name]()))
-            for label, package in (("after", None), ("before", args.before)):
-                if label == "before" and not package:
-                    continue
-                got = run(path, args.batch_size, package, args.timeout)
-                if isinstance(got, str):
-                    print(f"{name:10s} {label:7s} {got}", flush=True)
-                    continue
-                cells = "  ".join(f"{phase} {w:6.2f} / {c:6.2f} / {mb:5.0f}" for phase, (w, c, mb) in got.items())
-                print(f"{name:10s} {label:7s} {cells}", flush=True)
+            packages = [("after", None)] + ([("before", args.before)] if args.before else [])
+            runs: dict[str, list[dict]] = {label: [] for label, _ in packages}
+            for r in range(args.repeat):  # this VM's speed drifts: alternate, so that drift hits both alike
+                for label, package in (packages if r % 2 == 0 else packages[::-1]):
+                    got = run(path, args.batch_size, package, args.timeout)
+                    if isinstance(got, str):
+                        print(f"{name:10s} {label:7s} {got}", flush=True)
+                        continue
+                    runs[label].append(got)
+                    print(f"{name:10s} {label:7s} {_cells(got)}", flush=True)
+            if args.repeat > 1:
+                for label, got in runs.items():
+                    if got:
+                        median = {phase: tuple(statistics.median(g[phase][k] for g in got) for k in range(3))
+                                  for phase in got[0]}
+                        print(f"{name:10s} {label:7s} {_cells(median)}   (median of {len(got)})", flush=True)
+
+
+def _cells(got: dict) -> str:
+    return "  ".join(f"{phase} {w:6.2f} / {c:6.2f} / {mb:5.0f}" for phase, (w, c, mb) in got.items())
 
 
 if __name__ == "__main__":

@@ -294,8 +294,8 @@ def bench_fit(name: str, batch_size: int, rounds: int) -> tuple[tuple[float, flo
             torch.stack(losses).tolist()
         return by_hand
 
-    same_model = abba(with_fit, loop(m, opt_m), [{}], rounds, block_s=0.0)
-    hand_model = abba(with_fit, loop(hand, opt_h), [{}], rounds, block_s=0.0)
+    same_model = abba(with_fit, loop(m, opt_m), [{}], rounds, block_s=0.25)
+    hand_model = abba(with_fit, loop(hand, opt_h), [{}], rounds, block_s=0.25)
     return (1 / same_model[0], *same_model[1:]), (1 / hand_model[0], *hand_model[1:])
 
 
