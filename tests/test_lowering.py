@@ -199,6 +199,93 @@ def test_torch_export_gives_the_same_loss(name):
     assert exported.module()(b).item() == pytest.approx(m(b).item(), rel=1e-12)
 
 
+class CountingBackend:
+    """A ``torch.compile`` backend that runs the graph as traced and counts how many graphs it was given."""
+
+    def __init__(self):
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+@pytest.mark.parametrize("name", ["multitask", "captioning"])
+def test_torch_compile_traces_once_and_guards_no_per_arrow_or_per_column_constants(name):
+    """The first compiled call traces once (the record that a batch ran does not add a dictionary key the
+    next call's guards would miss), and the traced code reads no constant through a Python object: the batch
+    check's rules are literals, so the guards do not grow with the columns or the arrows (each guard is paid on
+    every call)."""
+    torch._dynamo.reset()
+    m = compile(ROOT / "examples" / f"{name}.json", dtype=F64)
+    backend = CountingBackend()
+    compiled = torch.compile(m, backend=backend, fullgraph=True)
+    assert m.application_counts == {}
+    batches = [digits_batch(8), digits_batch(8), digits_batch(8)]
+    for b in batches:
+        assert compiled(b).item() == pytest.approx(m._lowered.run(m, b, lowering.FORWARD).item(), rel=1e-12)
+    assert backend.graphs == 1
+    assert m.application_counts == dict(m._plan_counts) and m.application_counts
+    torch._dynamo.reset()
+    guards = [g.name for g in torch._dynamo.explain(m)(batches[0]).out_guards]
+    read = [g for g in guards if "_rules" in g or "ranges" in g or "COUNTS" in g or "_plan_counts" in g]
+    assert not read, read
+
+
+def test_layer_hooks_under_torch_compile_are_dynamos_as_for_any_module():
+    """A layer's hook present when the diagram is traced runs in the compiled call; one registered later is
+    seen after a recompile when Dynamo guards hooks (``skip_nnmodule_hook_guards=False``), and, as for every
+    module, not with Dynamo's default (which skips those guards)."""
+    m = compile(ROOT / "examples" / "supervised.json").eval()
+    b = digits_batch()
+    first = m["classifier"].layers[0]
+    seen = []
+    with torch._dynamo.config.patch(skip_nnmodule_hook_guards=False):
+        torch._dynamo.reset()
+        handle = first.register_forward_hook(lambda module, args, out: seen.append("before"))
+        compiled = torch.compile(m, backend="eager", fullgraph=True)
+        want = m(b).item()
+        assert seen == ["before"]
+        assert compiled(b).item() == pytest.approx(want, rel=1e-6) and seen == ["before"] * 2
+        handle.remove()
+        compiled(b)
+        assert seen == ["before"] * 2
+        later = m["classifier"].layers[2].register_forward_pre_hook(lambda module, args: seen.append("later"))
+        compiled(b)
+        assert seen == ["before"] * 2 + ["later"]
+        later.remove()
+    # Dynamo's default: a hook registered after the trace is not seen, as for a plain nn.Sequential
+    torch._dynamo.reset()
+    plain = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    compiled, compiled_plain = torch.compile(m, backend="eager"), torch.compile(plain, backend="eager")
+    compiled(b), compiled_plain(b["image"])
+    seen.clear()
+    handles = [first.register_forward_hook(lambda *_: seen.append("ours")),
+               plain[0].register_forward_hook(lambda *_: seen.append("plain"))]
+    compiled(b), compiled_plain(b["image"])
+    for h in handles:
+        h.remove()
+    assert seen == []
+    m(b)  # eager calls always honour hooks: nothing registered any more
+    assert seen == []
+
+
+def test_an_interpreted_plan_traces_with_the_same_loss_and_index_ranges(monkeypatch):
+    """The interpreter checks batches through ``BatchChecker``, which hands over to ``check_traced`` while
+    tracing: the same loss, and an index out of range still stops the compiled call."""
+    torch._dynamo.reset()
+    monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 0)
+    m = compile(ROOT / "examples" / "multitask.json", dtype=F64).eval()
+    assert m.code is None
+    b = digits_batch(8)
+    compiled = torch.compile(m, backend="eager", fullgraph=True)
+    assert compiled(b).item() == pytest.approx(m(b).item(), rel=1e-12)
+    bad = dict(b, parity=b["parity"].clone())
+    bad["parity"][0] = 2  # parity has 2 classes
+    with pytest.raises(RuntimeError, match="batch-index-range"):
+        compiled(bad)
+
+
 # ----------------------------------------------------------------------------- batched equations
 
 

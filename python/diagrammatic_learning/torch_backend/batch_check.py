@@ -92,6 +92,10 @@ class BatchChecker:
         self._rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example,
                              _INT64 if c.integer else _FLOATS)
                             for c in self.columns)
+        # the same rules as ``check_traced`` takes them, plain literals that generated code can hold as constants
+        # (made here, not while tracing: Dynamo does not keep the identity of a tuple, ``dtypes is _INT64``)
+        self.traced_rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example, c.integer)
+                                  for c in self.columns)
         # (column, bound): each index column once, with the smallest bound any reader sets; none when every
         # example is empty (a 0 in the shape): there is nothing to look up
         bounds: dict[str, int] = {}
@@ -184,26 +188,7 @@ class BatchChecker:
 
     def _traced(self, batch: Mapping[str, Any], values: bool) -> None:
         """The same checks while ``torch.compile``/``export`` traces: metadata become guards, ranges an assert."""
-        sizes: dict[str, int] = {}
-        for name, data_object, rank, per_example, dtypes in self._rules:
-            col = batch.get(name)
-            if not isinstance(col, torch.Tensor) or col.dtype not in dtypes:
-                raise DiagramError.one("batch-dtype", f"batch#{name}",
-                                       f"column {name!r}: a compiled diagram takes tensors of the right dtype")
-            shape = tuple(col.shape)
-            if len(shape) != rank or tuple(shape[1:]) != per_example \
-                    or sizes.setdefault(data_object, shape[0]) != shape[0]:
-                raise DiagramError.one("batch-shape", f"batch#{name}",
-                                       f"column {name!r} has shape {list(shape)}, which does not fit the diagram "
-                                       f"(per example {list(per_example)}, one batch size per data object)")
-        if values and self.ranges:
-            ok = None
-            for name, bound in self.ranges:
-                col = batch[name]
-                inside = torch.logical_and(col >= 0, col < bound).all()
-                ok = inside if ok is None else torch.logical_and(ok, inside)
-            torch._assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
-                                    f"its range (columns {', '.join(n for n, _ in self.ranges)})")
+        check_traced(batch, values, self.traced_rules, self.ranges)
 
     def check_source(self, columns: Mapping[str, Any], source: str = "data") -> None:
         """Check every row of a data source (column → all its rows) once, ranges included.
@@ -245,3 +230,35 @@ class BatchChecker:
                 col = as_arrays({c.name: col}, "batch", "batch")[c.name]  # a ragged list is batch-shape
             view[c.name] = col
         return view
+
+
+def check_traced(batch: Mapping[str, Any], values: bool, rules: tuple[tuple[str, str, int, tuple[int, ...], bool], ...],
+                 ranges: tuple[tuple[str, int], ...]) -> None:
+    """``BatchChecker``'s checks while ``torch.compile``/``export`` traces: metadata decided at trace time (Dynamo
+    guards every input tensor's dtype and shape, so another batch is traced and checked again), index ranges a
+    device-side assert (``torch._assert_async``: no synchronisation, no graph break).
+
+    ``rules`` (``BatchChecker.traced_rules``) and ``ranges`` are plain literals: the code that ``lowering`` writes
+    for tracers passes them as constants, on which Dynamo installs no guard (it guards what it reads from objects).
+    """
+    sizes: dict[str, int] = {}
+    for name, data_object, rank, per_example, integer in rules:
+        col = batch.get(name)
+        if not isinstance(col, torch.Tensor) or (col.dtype != torch.int64 if integer
+                                                 else col.dtype != torch.float32 and col.dtype != torch.float64):
+            raise DiagramError.one("batch-dtype", f"batch#{name}",
+                                   f"column {name!r}: a compiled diagram takes tensors of the right dtype")
+        shape = tuple(col.shape)
+        if len(shape) != rank or tuple(shape[1:]) != per_example \
+                or sizes.setdefault(data_object, shape[0]) != shape[0]:
+            raise DiagramError.one("batch-shape", f"batch#{name}",
+                                   f"column {name!r} has shape {list(shape)}, which does not fit the diagram "
+                                   f"(per example {list(per_example)}, one batch size per data object)")
+    if values and ranges:
+        ok = None
+        for name, bound in ranges:
+            col = batch[name]
+            inside = torch.logical_and(col >= 0, col < bound).all()
+            ok = inside if ok is None else torch.logical_and(ok, inside)
+        torch._assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
+                                f"its range (columns {', '.join(n for n, _ in ranges)})")

@@ -85,7 +85,8 @@ class CompiledDiagram(nn.ModuleDict):
         self._device = torch.device(device) if device is not None else torch.device("cpu")
         self._frozen = {a.name for a in diagram.model_arrows() if not a.trainable}
         self._unchecked: set[str] = set()  # external arrows whose output shape the next batch checks
-        self._last: dict[str, Any] = {}  # what the last batch did: {"counts": ...}
+        # whether a batch ran; one key from the start: torch.compile guards a dict's keys when the code sets one
+        self._last: dict[str, Any] = {"ran": False}
         self._plan_counts = {name: 0 for name in diagram.arrows}
         for step in self._plan.steps:
             self._plan_counts[step.arrow] += 1
@@ -130,7 +131,7 @@ class CompiledDiagram(nn.ModuleDict):
         Every step of the plan runs exactly once per batch, so these are the
         plan's counts; empty before the first batch.
         """
-        return dict(self._last.get("counts", {}))
+        return dict(self._plan_counts) if self._last["ran"] else {}
 
     # -- building
 

@@ -147,7 +147,7 @@ class Interpreter:
                 values[i] = model._apply_model(arrow, [values[a] for a in args], i)
             else:
                 self._apply_together(model, unit, values)
-        model._last["counts"] = model._plan_counts
+        model._last["ran"] = True
         return values
 
     @staticmethod

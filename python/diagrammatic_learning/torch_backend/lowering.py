@@ -26,6 +26,19 @@ Every step is one line:
 - a stop-gradient or frozen-call node is one line too: a new step kind adds
   one case to ``_Writer.step``.
 
+While ``torch.compile`` or ``torch.export`` traces, ``run`` hands over to a
+second function, ``run_traced``, that computes the same (``tracing()`` is
+decided at trace time and leaves nothing in the graph). A compiled call pays
+Dynamo's guards, one per value the traced code read from a Python object, a
+few microseconds a call in all, so ``run_traced`` reads as few as it can: the
+batch check's rules are literals of the code (``batch_check.check_traced``),
+each layer is called as a module (Dynamo follows its hooks as for any module;
+the eager code's tests that spare ``nn.Module.__call__`` would each be guards),
+``lstm`` is written out, and the record that a batch ran is a constant.
+Hooks registered after ``torch.compile`` are seen as Dynamo sees them for any
+module: not by default (``torch._dynamo.config.skip_nnmodule_hook_guards``),
+after a recompile when that option is off.
+
 Modules are looked up through ``model._modules`` at every call, so a layer
 swapped inside an arrow's module is used on the next batch; ``replace``,
 ``.to()`` and dtype changes write the code again.
@@ -49,6 +62,7 @@ import torch.nn.functional as F
 
 from ..diagram import Architecture, Diagram, ModelArrow
 from .architecture import ArchitectureModule
+from .batch_check import check_traced
 from .functions import function_op
 from .interpreter import Interpreter
 from .layer_modules import LSTM, Embedding
@@ -133,15 +147,17 @@ def embedding_columns(diagram: Diagram, plan: Plan) -> dict[str, tuple[int, str]
 
 
 class _Writer:
-    """Writes the body shared by the three functions: the batch check, every step, every equation."""
+    """Writes the body of ``run`` (or, ``traced``, of ``run_traced``): the batch check, every step, every equation."""
 
-    def __init__(self, model: "CompiledDiagram"):
+    def __init__(self, model: "CompiledDiagram", traced: bool = False):
         self.model = model
+        self.traced = traced
         self.lines: list[str] = []
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
             "tracing": tracing, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
-            "CHECK": model._check_batch.fast, "COUNTS": model._plan_counts, "no_global_hooks": no_global_hooks,
+            "CHECK": model._check_batch.fast, "no_global_hooks": no_global_hooks,
+            "CHECK_TRACED": check_traced,
         }
         self.tables = 0
         self.indent = "    "
@@ -187,11 +203,14 @@ class _Writer:
             out = f"t{len(self.lines)}"
             if type(layer) is Embedding:  # indices bounded by the batch check (embedding_columns)
                 self.emit(f"{out} = F_embedding({x}, {table}[{key!r}].weight)")
-            elif type(layer) is LSTM:
-                # traced: the parameters as they are now (``replace`` and ``.to()`` write the code again)
+            elif type(layer) is LSTM and self.traced:
+                # the parameters as they are now (``replace`` and ``.to()`` write the code again)
                 weights = self.constant("P", (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0,
                                               layer.bias_hh_l0))
-                self.emit(f"{out} = lstm_unrolled({x}, *{weights}) if tracing() else {table}[{key!r}]({x})")
+                self.emit(f"{out} = lstm_unrolled({x}, *{weights})")
+            elif self.traced or type(layer) is LSTM:
+                # traced, a module call: Dynamo's own handling of the layer's hooks, as for any module
+                self.emit(f"{out} = {table}[{key!r}]({x})")
             else:  # the layer's forward itself unless calling it as a module would do more (see ``direct``)
                 layer_name = f"l{len(self.lines)}"
                 self.emit(f"{layer_name} = {table}[{key!r}]")
@@ -284,26 +303,43 @@ class _Writer:
             self.stats += f"[{perm}]"
 
 
-def write(model: "CompiledDiagram") -> Program:
-    """The model's plan as generated code (or, above ``CODEGEN_LIMIT``, the interpreter)."""
+def _function(model: "CompiledDiagram", pieces: Sequence[Piece], traced: bool) -> tuple[str, dict[str, Any]]:
+    """The source of ``run`` (or, ``traced``, ``run_traced``) and the globals it reads."""
     plan = model._plan
-    pieces = equation_pieces(model)
-    if len(plan.steps) + len(plan.equations) > CODEGEN_LIMIT:
-        return Interpreter(model, pieces).program()
-    w = _Writer(model)
-    w.emit("CHECK(batch, self._check_values)")
+    w = _Writer(model, traced)
+    if traced:  # the rules as literals: constants of the code, on which Dynamo installs no guard
+        check = model._check_batch
+        w.emit(f"CHECK_TRACED(batch, self._check_values, {check.traced_rules!r}, {check.ranges!r})")
+    else:
+        w.emit("if tracing():")
+        w.emit("    return run_traced(self, batch, mode)")
+        w.emit("CHECK(batch, self._check_values)")
     w.emit("FAST = no_global_hooks()")
     for i in range(len(plan.steps)):
         w.step(i)
     distances = w.equations(pieces)
-    w.emit('self._last["counts"] = COUNTS')
+    w.emit('self._last["ran"] = True')  # a constant: traced, Dynamo guards nothing for it
     body = "\n".join(w.lines)
     values = "".join(f"v{i}, " for i in range(len(plan.steps)))
-    source = (f"def run(self, batch, mode):\n{body}\n"
+    source = (f"def run{'_traced' if traced else ''}(self, batch, mode):\n{body}\n"
               f"    if mode == {FORWARD}:\n        return total\n"
               f"    if mode == {LOSSES}:\n        with torch.no_grad():\n            stats = {w.stats}\n"
               f"        return total, stats\n"
               f"    return total, [{''.join(d + ', ' for d in distances)}], [{values}]\n")
-    namespace = dict(w.globals)
-    exec(compile(source, f"<diagram {model.diagram.name}>", "exec"), namespace)  # noqa: S102 - our own code
-    return Program(namespace["run"], source)
+    return source, w.globals
+
+
+def write(model: "CompiledDiagram") -> Program:
+    """The model's plan as generated code (or, above ``CODEGEN_LIMIT``, the interpreter): ``run``, and
+    ``run_traced`` for tracers (see the module's docstring), each in its own namespace."""
+    plan = model._plan
+    pieces = equation_pieces(model)
+    if len(plan.steps) + len(plan.equations) > CODEGEN_LIMIT:
+        return Interpreter(model, pieces).program()
+    name = f"<diagram {model.diagram.name}>"
+    traced_source, traced_globals = _function(model, pieces, traced=True)
+    exec(compile(traced_source, name, "exec"), traced_globals)  # noqa: S102 - our own code
+    source, namespace = _function(model, pieces, traced=False)
+    namespace["run_traced"] = traced_globals["run_traced"]
+    exec(compile(source, name, "exec"), namespace)  # noqa: S102 - our own code
+    return Program(namespace["run"], source, traced_source)

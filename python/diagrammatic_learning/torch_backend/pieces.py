@@ -46,10 +46,15 @@ def calls_only_forward(module: torch.nn.Module) -> bool:
 
 @dataclass
 class Program:
-    """``run(model, batch, mode)`` of one lowering, and the source it was made from (None if interpreted)."""
+    """``run(model, batch, mode)`` of one lowering, and the source it was made from (None if interpreted).
+
+    ``traced_source``: the source of ``run_traced``, which written code hands over to while ``torch.compile`` or
+    ``torch.export`` traces (``lowering.write``).
+    """
 
     run: Callable[[Any, Any, int], Any]
     source: str | None
+    traced_source: str | None = None
 
 
 @dataclass(frozen=True)
