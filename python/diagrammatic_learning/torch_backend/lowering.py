@@ -155,7 +155,8 @@ class _Writer:
         self.lines: list[str] = []
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
-            "tracing": tracing, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
+            "tracing": tracing, "is_compiling": torch.compiler.is_compiling,
+            "is_exporting": torch.compiler.is_exporting, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
             "CHECK": model._check_batch.fast, "no_global_hooks": no_global_hooks,
             "CHECK_TRACED": check_traced,
         }
@@ -176,7 +177,10 @@ class _Writer:
         args = [f"v{a}" for a in step.args]
         if step.kind == "data":
             self.emit(f"v{i} = batch[{step.column!r}]")
-            if step.float_column:
+            if self.traced:  # a tensor (check_traced); ``to`` leaves nothing in the graph when it is already so
+                dtype = f", dtype=torch.{str(m.dtype).removeprefix('torch.')}" if step.float_column else ""
+                self.emit(f"v{i} = v{i}.to(device={str(m.device)!r}{dtype})")
+            elif step.float_column:
                 self.emit(f"if not isinstance(v{i}, Tensor) or v{i}.dtype != DT or v{i}.device != DEV: "
                           f"v{i} = to_tensor(v{i}, DT, DEV)")
             else:
@@ -311,7 +315,7 @@ def _function(model: "CompiledDiagram", pieces: Sequence[Piece], traced: bool) -
         check = model._check_batch
         w.emit(f"CHECK_TRACED(batch, self._check_values, {check.traced_rules!r}, {check.ranges!r})")
     else:
-        w.emit("if tracing():")
+        w.emit("if is_compiling() or is_exporting():")  # ``tracing()`` inline: fewer objects for Dynamo to guard
         w.emit("    return run_traced(self, batch, mode)")
         w.emit("CHECK(batch, self._check_values)")
     w.emit("FAST = no_global_hooks()")
