@@ -268,6 +268,18 @@ def test_layer_hooks_under_torch_compile_are_dynamos_as_for_any_module():
     assert seen == []
     m(b)  # eager calls always honour hooks: nothing registered any more
     assert seen == []
+    # a global hook present when the code is traced: every module called as a module, as in eager mode
+    torch._dynamo.reset()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda module, args, out: seen.append(type(module)))
+    try:
+        m(b)
+        eager = list(seen)
+        seen.clear()
+        torch._dynamo.explain(m)(b)  # the trace runs the hooks once, as the eager call did
+    finally:
+        handle.remove()
+    traced = [t for t in seen if t is not torch._dynamo.eval_frame.OptimizedModule]  # torch.compile's wrapper
+    assert traced == eager and torch.nn.Sequential in traced and type(m["classifier"]) in traced
 
 
 def test_an_interpreted_plan_traces_with_the_same_loss_and_index_ranges(monkeypatch):

@@ -232,6 +232,12 @@ class BatchChecker:
         return view
 
 
+# what ``check_traced`` calls, bound here: read through the ``torch`` module it would be a second way to reach that
+# module besides the generated code's, and Dynamo guards such a pair with a Python-level identity test per call
+_INT64_T, _FLOAT32_T, _FLOAT64_T, _TENSOR_T = torch.int64, torch.float32, torch.float64, torch.Tensor
+_logical_and, _assert_async = torch.logical_and, torch._assert_async
+
+
 def check_traced(batch: Mapping[str, Any], values: bool, rules: tuple[tuple[str, str, int, tuple[int, ...], bool], ...],
                  ranges: tuple[tuple[str, int], ...]) -> None:
     """``BatchChecker``'s checks while ``torch.compile``/``export`` traces: metadata decided at trace time (Dynamo
@@ -244,8 +250,8 @@ def check_traced(batch: Mapping[str, Any], values: bool, rules: tuple[tuple[str,
     sizes: dict[str, int] = {}
     for name, data_object, rank, per_example, integer in rules:
         col = batch.get(name)
-        if not isinstance(col, torch.Tensor) or (col.dtype != torch.int64 if integer
-                                                 else col.dtype != torch.float32 and col.dtype != torch.float64):
+        if not isinstance(col, _TENSOR_T) or (col.dtype != _INT64_T if integer
+                                              else col.dtype != _FLOAT32_T and col.dtype != _FLOAT64_T):
             raise DiagramError.one("batch-dtype", f"batch#{name}",
                                    f"column {name!r}: a compiled diagram takes tensors of the right dtype")
         shape = tuple(col.shape)
@@ -258,7 +264,7 @@ def check_traced(batch: Mapping[str, Any], values: bool, rules: tuple[tuple[str,
         ok = None
         for name, bound in ranges:
             col = batch[name]
-            inside = torch.logical_and(col >= 0, col < bound).all()
-            ok = inside if ok is None else torch.logical_and(ok, inside)
-        torch._assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
-                                f"its range (columns {', '.join(n for n, _ in ranges)})")
+            inside = _logical_and(col >= 0, col < bound).all()
+            ok = inside if ok is None else _logical_and(ok, inside)
+        _assert_async(ok, "batch-index-range: an index column of the batch holds a value outside "
+                          f"its range (columns {', '.join(n for n, _ in ranges)})")

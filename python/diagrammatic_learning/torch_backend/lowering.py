@@ -87,6 +87,18 @@ def tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
+@torch.compiler.assume_constant_result
+def no_global_hooks_traced() -> bool:
+    """``no_global_hooks()`` for ``run_traced``: called once while tracing and kept as a constant, with no guard.
+
+    Read by the traced code, ``pieces``' ways to the global hook dictionaries would be second ways to reach
+    objects Dynamo reaches through ``nn.Module.__call__`` too, each pair guarded by a Python-level identity
+    test on every call. As a constant, a global hook registered after the trace is not seen, which is how
+    Dynamo treats every module's hooks by default (``torch._dynamo.config.skip_nnmodule_hook_guards``).
+    """
+    return no_global_hooks()
+
+
 def direct(module: str) -> str:
     """The condition under which the generated code calls ``{module}.forward`` instead of ``{module}(...)``.
 
@@ -158,7 +170,7 @@ class _Writer:
             "tracing": tracing, "is_compiling": torch.compiler.is_compiling,
             "is_exporting": torch.compiler.is_exporting, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
             "CHECK": model._check_batch.fast, "no_global_hooks": no_global_hooks,
-            "CHECK_TRACED": check_traced,
+            "CHECK_TRACED": check_traced, "no_global_hooks_traced": no_global_hooks_traced,
         }
         self.tables = 0
         self.indent = "    "
@@ -178,7 +190,7 @@ class _Writer:
         if step.kind == "data":
             self.emit(f"v{i} = batch[{step.column!r}]")
             if self.traced:  # a tensor (check_traced); ``to`` leaves nothing in the graph when it is already so
-                dtype = f", dtype=torch.{str(m.dtype).removeprefix('torch.')}" if step.float_column else ""
+                dtype = ", dtype=DT" if step.float_column else ""
                 self.emit(f"v{i} = v{i}.to(device={str(m.device)!r}{dtype})")
             elif step.float_column:
                 self.emit(f"if not isinstance(v{i}, Tensor) or v{i}.dtype != DT or v{i}.device != DEV: "
@@ -318,7 +330,7 @@ def _function(model: "CompiledDiagram", pieces: Sequence[Piece], traced: bool) -
         w.emit("if is_compiling() or is_exporting():")  # ``tracing()`` inline: fewer objects for Dynamo to guard
         w.emit("    return run_traced(self, batch, mode)")
         w.emit("CHECK(batch, self._check_values)")
-    w.emit("FAST = no_global_hooks()")
+    w.emit(f"FAST = no_global_hooks{'_traced' if traced else ''}()")
     for i in range(len(plan.steps)):
         w.step(i)
     distances = w.equations(pieces)
