@@ -34,10 +34,13 @@ few microseconds a call in all, so ``run_traced`` reads as few as it can: the
 batch check's rules are literals of the code (``batch_check.check_traced``),
 each layer is called as a module (Dynamo follows its hooks as for any module;
 the eager code's tests that spare ``nn.Module.__call__`` would each be guards),
-``lstm`` is written out, and the record that a batch ran is a constant.
-Hooks registered after ``torch.compile`` are seen as Dynamo sees them for any
-module: not by default (``torch._dynamo.config.skip_nnmodule_hook_guards``),
-after a recompile when that option is off.
+``lstm`` is written out, the record that a batch ran is a constant, and no
+object is reached by two ways (Dynamo guards each such pair with a Python-level
+identity test): the global-hook test is a constant of the trace
+(``no_global_hooks_traced``). Hooks registered after ``torch.compile`` are seen
+as Dynamo sees them for any module: not by default
+(``torch._dynamo.config.skip_nnmodule_hook_guards``), after a recompile when
+that option is off (layer and arrow hooks; a global hook only on a new trace).
 
 Modules are looked up through ``model._modules`` at every call, so a layer
 swapped inside an arrow's module is used on the next batch; ``replace``,
