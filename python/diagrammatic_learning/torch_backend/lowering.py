@@ -171,7 +171,8 @@ class _Writer:
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
             "tracing": tracing, "is_compiling": torch.compiler.is_compiling,
-            "is_exporting": torch.compiler.is_exporting, "lstm_unrolled": lstm_unrolled, "DT": model.dtype, "DEV": model.device,
+            "is_exporting": torch.compiler.is_exporting, "lstm_unrolled": lstm_unrolled, "DT": model.dtype,
+            "DEV": model.device,
             "CHECK": model._check_batch.fast, "no_global_hooks": no_global_hooks,
             "CHECK_TRACED": check_traced, "no_global_hooks_traced": no_global_hooks_traced,
         }
