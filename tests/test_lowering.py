@@ -232,6 +232,7 @@ def test_torch_compile_traces_once_and_guards_no_per_arrow_or_per_column_constan
     assert not read, read
 
 
+@pytest.mark.filterwarnings("ignore:Using `torch.compile\\(module\\)` when there are global hooks:UserWarning")
 def test_layer_hooks_under_torch_compile_are_dynamos_as_for_any_module():
     """A layer's hook present when the diagram is traced runs in the compiled call; one registered later is
     seen after a recompile when Dynamo guards hooks (``skip_nnmodule_hook_guards=False``), and, as for every
