@@ -581,3 +581,38 @@ def test_a_model_with_a_hook_is_applied_once_per_term_by_the_interpreter(monkeyp
     m["m3_0"].layers[0].register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     m({a.column: rng.normal(size=(5, 3)) for a in m.diagram.arrows.values() if a.kind == "data"})
     assert calls == [5, 5, 5, 5] + [5, 5, 5]  # a hook on a layer inside the model too: three terms of L2_0
+
+
+# ----------------------------------------------------------------------------- what fit records of a step
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_a_step_row_holds_the_numbers_of_the_losses_vector_detached(path, monkeypatch):
+    """``_step_row`` (``pieces.ROWS``, what ``fit`` records) gives ``losses``' vector: as detached 0-d tensors
+    where every equation is computed alone, as the vector itself where equations are grouped or interpreted."""
+    torch.manual_seed(0)
+    m = compile(path, dtype=F64)
+    b = digits_batch(16)
+    for interpreted in (False, True):
+        if interpreted:
+            monkeypatch.setattr(lowering, "CODEGEN_LIMIT", 0)
+            m._build_ops()
+        torch.manual_seed(1)  # dropout draws alike in both calls
+        total, row = m._step_row(b)
+        torch.manual_seed(1)
+        _, vector = m.losses(b)
+        assert total.requires_grad
+        if isinstance(row, tuple):
+            assert not interpreted and all(x.ndim == 0 and not x.requires_grad for x in row)
+            row = torch.stack(row)
+        assert not row.requires_grad
+        assert torch.equal(row, vector)
+
+
+def test_an_epochs_rows_become_one_table_whatever_their_form():
+    """``fit``'s table of an epoch: rows given as tuples of 0-d tensors, as vectors, or both."""
+    from diagrammatic_learning.torch_backend.training import _table
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])
+    assert torch.equal(_table([(a[0], a[1]), (b[0], b[1])]), torch.stack([a, b]))
+    assert torch.equal(_table([a, (b[0], b[1])]), torch.stack([a, b]))
+    assert torch.equal(_table([a, b]), torch.stack([a, b]))

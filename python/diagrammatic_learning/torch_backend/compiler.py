@@ -30,7 +30,7 @@ from ..limits import check_parameter_count
 from ..tensorfiles import check_weights
 from .architecture import build_module
 from .batch_check import BatchChecker
-from .lowering import EVALUATE, FORWARD, LOSSES, Program, embedding_columns, write
+from .lowering import EVALUATE, FORWARD, LOSSES, ROWS, Program, embedding_columns, write
 from .plan import Plan, build_plan
 from .weights import (WeightsSource, arrow_tensors, check_tensors, copy_into, model_arrow, read_weights,
                       save_tensors)
@@ -292,6 +292,11 @@ class CompiledDiagram(nn.ModuleDict):
         transfer (``fit`` does so every ``PROGRESS_REFRESH_S`` seconds).
         """
         return self._program().run(self, batch, LOSSES)
+
+    def _step_row(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, ...]]:
+        """``losses`` as ``fit`` records a step: the vector's entries as a tuple of detached 0-d tensors where
+        the equations are computed one by one (``pieces.ROWS``), so that the step makes no kernel for it."""
+        return self._program().run(self, batch, ROWS)
 
     def evaluate(self, batch: Batch) -> Evaluation:
         """The total loss, each equation's unweighted distance and each computed term's value on ``batch``."""

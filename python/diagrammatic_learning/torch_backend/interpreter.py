@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import DiagramError
 from .architecture import ArchitectureModule
 from .functions import function_op
-from .pieces import FORWARD, LOSSES, Piece, Program, calls_only_forward, no_global_hooks
+from .pieces import EVALUATE, FORWARD, LOSSES, ROWS, Piece, Program, calls_only_forward, no_global_hooks
 from .weights import to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -222,10 +222,10 @@ class Interpreter:
     def program(self) -> Program:
         def run(model: Any, batch: Any, mode: int) -> Any:
             values = self.values(model, batch)
-            total, pieces, distances = self.total(model, values, per_equation=mode not in (FORWARD, LOSSES))
+            total, pieces, distances = self.total(model, values, per_equation=mode == EVALUATE)
             if mode == FORWARD:
                 return total
-            if mode == LOSSES:
+            if mode == LOSSES or mode == ROWS:  # the vector: these plans group their equations
                 with torch.no_grad():
                     return total, self.stats(total, pieces)
             return total, distances, values

@@ -69,14 +69,14 @@ from .batch_check import check_traced
 from .functions import function_op
 from .interpreter import Interpreter
 from .layer_modules import LSTM, Embedding
-from .pieces import EVALUATE, FORWARD, GROUP_MIN, LOSSES, Piece, Program, equation_pieces, no_global_hooks
+from .pieces import EVALUATE, FORWARD, GROUP_MIN, LOSSES, ROWS, Piece, Program, equation_pieces, no_global_hooks
 from .plan import Plan, _int_column
 from .weights import to_tensor
 
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
 
-__all__ = ["CODEGEN_LIMIT", "EVALUATE", "FORWARD", "GROUP_MIN", "LOSSES", "Program", "embedding_columns",
+__all__ = ["CODEGEN_LIMIT", "EVALUATE", "FORWARD", "GROUP_MIN", "LOSSES", "ROWS", "Program", "embedding_columns",
            "equation_pieces", "lstm_unrolled", "tracing", "write"]
 
 CODEGEN_LIMIT = 4000   # steps + equations above which the plan is interpreted instead of written out
@@ -177,6 +177,8 @@ class _Writer:
             "CHECK_TRACED": check_traced, "no_global_hooks_traced": no_global_hooks_traced,
         }
         self.tables = 0
+        self.stats = ""  # ``LOSSES``' vector, and ``ROWS``' tuple when there is one (``pieces_stats``)
+        self.rows = ""
         self.indent = "    "
 
     def constant(self, prefix: str, value: Any) -> str:
@@ -310,6 +312,7 @@ class _Writer:
         """The expression of ``[total, d₀, d₁, …]``, kept for ``losses``."""
         if not any(p.group for p in pieces):
             self.stats = f"torch.stack((total, {''.join(d + ', ' for d in distances)}))"
+            self.rows = f"(total.detach(), {''.join(d + '.detach(), ' for d in distances)})"
             return
         parts, order = ["total.reshape(1)"], []
         for k, piece in enumerate(pieces):
@@ -341,9 +344,10 @@ def _function(model: "CompiledDiagram", pieces: Sequence[Piece], traced: bool) -
     w.emit('self._last["ran"] = True')  # a constant: traced, Dynamo guards nothing for it
     body = "\n".join(w.lines)
     values = "".join(f"v{i}, " for i in range(len(plan.steps)))
+    rows = f"    if mode == {ROWS}:\n        return total, {w.rows}\n" if w.rows else ""
     source = (f"def run{'_traced' if traced else ''}(self, batch, mode):\n{body}\n"
-              f"    if mode == {FORWARD}:\n        return total\n"
-              f"    if mode == {LOSSES}:\n        with torch.no_grad():\n            stats = {w.stats}\n"
+              f"    if mode == {FORWARD}:\n        return total\n{rows}"
+              f"    if mode == {LOSSES} or mode == {ROWS}:\n        with torch.no_grad():\n            stats = {w.stats}\n"
               f"        return total, stats\n"
               f"    return total, [{''.join(d + ', ' for d in distances)}], [{values}]\n")
     return source, w.globals

@@ -9,7 +9,11 @@ encoding, computed by one batched distance (``batched_distances.py``). A
 
 - ``FORWARD``: the total loss;
 - ``LOSSES``: the total and a detached vector ``[total, d₀, d₁, …]``;
-- ``EVALUATE``: the total, every distance and every term's value.
+- ``EVALUATE``: the total, every distance and every term's value;
+- ``ROWS``: the total and what ``fit`` records of a step: the same numbers as
+  ``LOSSES``, as a tuple of detached 0-d tensors ``(total, d₀, d₁, …)`` when
+  every equation is computed alone (no kernel and no ``no_grad`` block per
+  step: ``fit`` stacks a whole epoch's rows at once), else ``LOSSES``' vector.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .distances import distance_fn
 if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
 
-FORWARD, LOSSES, EVALUATE = range(3)
+FORWARD, LOSSES, EVALUATE, ROWS = range(4)
 GROUP_MIN = 4          # equations sharing a distance computed in one kernel from this many on
 
 

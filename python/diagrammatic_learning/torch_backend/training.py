@@ -55,6 +55,13 @@ def _means(names: list[str], sums: torch.Tensor, count: int) -> dict[str, float]
     return out
 
 
+def _table(rows: list[Any]) -> torch.Tensor:
+    """Steps' rows (``CompiledDiagram._step_row``: vectors, or tuples of 0-d tensors) as one ``[steps, k]`` tensor."""
+    if all(type(r) is tuple for r in rows):
+        return torch.stack([x for r in rows for x in r]).view(len(rows), -1)  # one kernel for them all
+    return torch.stack([torch.stack(r) if type(r) is tuple else r for r in rows])
+
+
 def mean_losses(model: CompiledDiagram, data: Iterable[Batch]) -> dict[str, float]:
     """Each equation's mean distance and the mean ``"total"`` over ``data``, in evaluation mode, without gradients."""
     sums, count = _loss_sums(model, data)
@@ -181,7 +188,7 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             with model.values_checked() if checked else contextlib.nullcontext():
                 for batch in (data if session is None else session.batches(data, epoch)):
                     if session is None:
-                        total, losses = model.losses(batch)
+                        total, losses = model._step_row(batch)
                         if not total.requires_grad:
                             raise ValueError("the loss does not depend on any trainable parameter")
                     else:
@@ -195,14 +202,14 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
                     count += 1
                     bar.update()
                     if progress and time.monotonic() - shown >= PROGRESS_REFRESH_S:
-                        partial = torch.stack(rows[summed:]).sum(0) + (0 if partial is None else partial)
+                        partial = _table(rows[summed:]).sum(0) + (0 if partial is None else partial)
                         summed = len(rows)
                         bar.set_postfix(_means(names, partial, count), refresh=False)
                         shown = time.monotonic()
             if not rows:
                 bar.close()
                 raise ValueError("the data yielded no batches")
-            stacked = torch.stack(rows)  # per step: the total, then each equation
+            stacked = _table(rows)  # per step: the total, then each equation
             sums = stacked.sum(0)
             if session is not None:
                 sums, count, totals = session.reduce_epoch(sums, count, list(stacked))
