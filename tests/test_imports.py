@@ -64,14 +64,17 @@ def test_dlearn_validate_and_show_never_import_torch(tmp_path):
 
 
 def test_torch_backend_names_load_their_modules_on_use(tmp_path):
-    found = run_python("""
+    found = run_python(f"""
         import diagrammatic_learning.torch_backend as tb
         before = "torch" in sys.modules
         compile_ = tb.compile
-        json.dump({"before": before, "after": "torch" in sys.modules, "names": sorted(tb.__all__),
-                   "module": compile_.__module__}, open(OUT, "w"))
+        from diagrammatic_learning import load
+        m = compile_(load({str(EXAMPLE)!r}))
+        json.dump({{"before": before, "after": "torch" in sys.modules, "names": sorted(tb.__all__),
+                   "module": compile_.__module__, "dynamo": "torch._dynamo" in sys.modules}}, open(OUT, "w"))
     """, tmp_path)
     assert not found["before"] and found["after"]
+    assert not found["dynamo"]  # torch.compile's machinery loads only for those who compile
     assert found["module"] == "diagrammatic_learning.torch_backend.compiler"
     assert {"compile", "fit", "build_module", "CompiledDiagram"} <= set(found["names"])
 

@@ -616,3 +616,13 @@ def test_an_epochs_rows_become_one_table_whatever_their_form():
     assert torch.equal(_table([(a[0], a[1]), (b[0], b[1])]), torch.stack([a, b]))
     assert torch.equal(_table([a, (b[0], b[1])]), torch.stack([a, b]))
     assert torch.equal(_table([a, b]), torch.stack([a, b]))
+
+
+def test_the_traced_global_hook_test_is_marked_as_torchs_decorator_would_mark_it():
+    """``lowering`` marks ``no_global_hooks_traced`` constant without importing Dynamo; the mark must be the one
+    ``torch.compiler.assume_constant_result`` makes, or Dynamo would trace into it (and guard the hook tables)."""
+    def f() -> bool:
+        return True
+
+    marked = vars(torch.compiler.assume_constant_result(f))
+    assert marked and all(vars(lowering.no_global_hooks_traced).get(k) == v for k, v in marked.items())

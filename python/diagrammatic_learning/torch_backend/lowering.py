@@ -90,7 +90,6 @@ def tracing() -> bool:
     return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
-@torch.compiler.assume_constant_result
 def no_global_hooks_traced() -> bool:
     """``no_global_hooks()`` for ``run_traced``: called once while tracing and kept as a constant, with no guard.
 
@@ -100,6 +99,12 @@ def no_global_hooks_traced() -> bool:
     Dynamo treats every module's hooks by default (``torch._dynamo.config.skip_nnmodule_hook_guards``).
     """
     return no_global_hooks()
+
+
+# ``torch.compiler.assume_constant_result(no_global_hooks_traced)``, without importing Dynamo (80 MB and a
+# second of start-up for everyone who never compiles): that decorator sets only this attribute, which
+# Dynamo reads when it meets the call (``tests/test_lowering.py`` checks they agree).
+no_global_hooks_traced._dynamo_marked_constant = True  # type: ignore[attr-defined]
 
 
 def direct(module: str) -> str:
