@@ -32,6 +32,7 @@ from torch.nn.modules import module as _module
 
 M = TypeVar("M", bound=nn.Module)
 
+
 def quiet() -> bool:
     """True when no global registration hook is set, so direct registration does what ``setattr`` would."""
     try:
