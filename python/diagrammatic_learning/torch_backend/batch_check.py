@@ -24,8 +24,10 @@ What one batch costs (SPEC §8 "Per batch"):
 ``BatchChecker.fast`` is the same check written out as straight-line code for
 the one case a training or evaluation step meets (every column a plain CPU
 ``torch.Tensor``): no loop, no tuple unpacking, index ranges inline. Anything
-else (arrays, tensor subclasses, other devices, tracing, a failing column) it
-hands to ``__call__``, which decides.
+else (arrays, tensor subclasses, other devices, a failing column) it hands to
+``__call__``, which decides. It is for eager calls only: the code ``lowering``
+writes asks whether a tracer runs once, before it, and hands over to
+``check_traced`` if one does.
 """
 
 from __future__ import annotations
@@ -89,13 +91,10 @@ class BatchChecker:
         self.columns = _columns(diagram)
         self.embeddings = dict(embeddings or {})
         # the hot loop reads plain tuples: (column, data object, rank, per-example shape, allowed dtypes)
-        self._rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example,
-                             _INT64 if c.integer else _FLOATS)
-                            for c in self.columns)
-        # the same rules as ``check_traced`` takes them, plain literals that generated code can hold as constants
-        # (made here, not while tracing: Dynamo does not keep the identity of a tuple, ``dtypes is _INT64``)
-        self.traced_rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example, c.integer)
-                                  for c in self.columns)
+        # (column, data object, rank, per-example shape, integer): plain literals, which the code ``lowering``
+        # writes for tracers holds as constants (``check_traced``)
+        self.rules = tuple((c.name, c.data_object, 1 + len(c.per_example), c.per_example, c.integer)
+                           for c in self.columns)
         # (column, bound): each index column once, with the smallest bound any reader sets; none when every
         # example is empty (a 0 in the shape): there is nothing to look up
         bounds: dict[str, int] = {}
@@ -110,16 +109,17 @@ class BatchChecker:
         self.fast = self._write_fast()
 
     def _write_fast(self) -> Any:
-        """``fast(batch, values=True)``: ``self(batch, values)``, written out for plain CPU tensors."""
-        index = {name: i for i, name in enumerate(dict.fromkeys(r[0] for r in self._rules))}
-        if len(self._rules) > FAST_MAX_COLUMNS or any(name not in index for name, _ in self.ranges):
+        """``fast(batch, values=True)``: ``self(batch, values)``, written out for plain CPU tensors (not while
+        ``torch.compile``/``export`` traces: its index ranges are read back on the host)."""
+        index = {name: i for i, name in enumerate(dict.fromkeys(r[0] for r in self.rules))}
+        if len(self.rules) > FAST_MAX_COLUMNS or any(name not in index for name, _ in self.ranges):
             return self  # very wide batches (and index bounds not from a data arrow) take the general check
         lines = [f"    c{i} = batch.get({name!r})" for name, i in index.items()]
         tests = [f"c{i}.__class__ is Tensor" for i in index.values()]
         first: dict[str, int] = {}  # data object → the column that gives its batch size
-        for name, data_object, rank, per_example, dtypes in self._rules:
+        for name, data_object, rank, per_example, integer in self.rules:
             c = f"c{index[name]}"
-            tests.append(f"{c}.dtype in {'I64' if dtypes is _INT64 else 'FLOATS'} and {c}.is_cpu and "
+            tests.append(f"{c}.dtype in {'I64' if integer else 'FLOATS'} and {c}.is_cpu and "
                          f"{c}.ndim == {rank}" + (f" and {c}.shape[1:] == {per_example!r}" if rank > 1 else ""))
             if data_object not in first:
                 first[data_object] = index[name]
@@ -130,15 +130,13 @@ class BatchChecker:
                   f"        if low.item() < 0 or high.item() >= {bound}:\n"
                   f"            return SLOW(batch, values)" for name, bound in self.ranges]
         source = ("def fast(batch, values=True):\n"
-                  "    if is_compiling() or is_exporting():\n        return SLOW(batch, values)\n"
                   + "\n".join(lines) + "\n"
                   + "    if not (" + "\n            and ".join(tests or ["True"]) + "):\n"
                   "        return SLOW(batch, values)\n"
                   + ("    if values:\n" + "\n".join(ranges) + "\n" if ranges else "")
                   + "    return None\n")
         namespace = {"Tensor": torch.Tensor, "I64": (torch.int64,), "FLOATS": _TORCH_FLOATS, "SLOW": self,
-                     "torch": torch, "is_compiling": torch.compiler.is_compiling,
-                     "is_exporting": torch.compiler.is_exporting}
+                     "torch": torch}
         exec(compile(source, f"<batch check of {self.diagram.name}>", "exec"), namespace)  # noqa: S102 - ours
         fast = namespace["fast"]
         fast.source = source
@@ -148,14 +146,16 @@ class BatchChecker:
         """Return if every column passes; otherwise raise ``check_batch``'s ``DiagramError``.
 
         ``values=False`` skips the index ranges (the source was checked row by
-        row before). One flat loop, no helper calls: it runs before every
-        forward pass. Rank-1 columns (labels) need no slice of the shape.
+        row before). One flat loop, no helper calls: it runs for every batch
+        ``fast`` hands over and in the interpreter. Rank-1 columns (labels)
+        need no slice of the shape.
         """
         if _is_tracing():
             return self._traced(batch, values)
         sizes: dict[str, int] = {}
-        for name, data_object, rank, per_example, dtypes in self._rules:
+        for name, data_object, rank, per_example, integer in self.rules:
             col = batch.get(name)
+            dtypes = _INT64 if integer else _FLOATS
             if not isinstance(col, (torch.Tensor, np.ndarray)) or col.dtype not in dtypes \
                     or getattr(col, "is_meta", False):  # a meta tensor has a shape but no values
                 return self._report(batch)
@@ -188,7 +188,7 @@ class BatchChecker:
 
     def _traced(self, batch: Mapping[str, Any], values: bool) -> None:
         """The same checks while ``torch.compile``/``export`` traces: metadata become guards, ranges an assert."""
-        check_traced(batch, values, self.traced_rules, self.ranges)
+        check_traced(batch, values, self.rules, self.ranges)
 
     def check_source(self, columns: Mapping[str, Any], source: str = "data") -> None:
         """Check every row of a data source (column → all its rows) once, ranges included.
@@ -244,7 +244,7 @@ def check_traced(batch: Mapping[str, Any], values: bool, rules: tuple[tuple[str,
     guards every input tensor's dtype and shape, so another batch is traced and checked again), index ranges a
     device-side assert (``torch._assert_async``: no synchronisation, no graph break).
 
-    ``rules`` (``BatchChecker.traced_rules``) and ``ranges`` are plain literals: the code that ``lowering`` writes
+    ``rules`` (``BatchChecker.rules``) and ``ranges`` are plain literals: the code that ``lowering`` writes
     for tracers passes them as constants, on which Dynamo installs no guard (it guards what it reads from objects).
     """
     sizes: dict[str, int] = {}

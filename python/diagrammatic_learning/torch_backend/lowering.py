@@ -27,8 +27,8 @@ Every step is one line:
   one case to ``_Writer.step``.
 
 While ``torch.compile`` or ``torch.export`` traces, ``run`` hands over to a
-second function, ``run_traced``, that computes the same (``tracing()`` is
-decided at trace time and leaves nothing in the graph). A compiled call pays
+second function, ``run_traced``, that computes the same (``is_compiling() or
+is_exporting()`` is decided at trace time and leaves nothing in the graph). A compiled call pays
 Dynamo's guards, one per value the traced code read from a Python object, a
 few microseconds a call in all, so ``run_traced`` reads as few as it can: the
 batch check's rules are literals of the code (``batch_check.check_traced``),
@@ -77,17 +77,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compiler import CompiledDiagram
 
 __all__ = ["CODEGEN_LIMIT", "EVALUATE", "FORWARD", "GROUP_MIN", "LOSSES", "ROWS", "Program", "embedding_columns",
-           "equation_pieces", "lstm_unrolled", "tracing", "write"]
+           "equation_pieces", "lstm_unrolled", "write"]
 
 CODEGEN_LIMIT = 4000   # steps + equations above which the plan is interpreted instead of written out
 
 
 # ----------------------------------------------------------------------------- helpers the code calls
-
-
-def tracing() -> bool:
-    """True while ``torch.compile`` or ``torch.export`` traces (a Python bool, decided at trace time)."""
-    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def no_global_hooks_traced() -> bool:
@@ -175,7 +170,7 @@ class _Writer:
         self.lines: list[str] = []
         self.globals: dict[str, Any] = {
             "torch": torch, "Tensor": torch.Tensor, "to_tensor": to_tensor, "F_embedding": F.embedding,
-            "tracing": tracing, "is_compiling": torch.compiler.is_compiling,
+            "is_compiling": torch.compiler.is_compiling,
             "is_exporting": torch.compiler.is_exporting, "lstm_unrolled": lstm_unrolled, "DT": model.dtype,
             "DEV": model.device,
             "CHECK": model._check_batch.fast, "no_global_hooks": no_global_hooks,
@@ -337,7 +332,7 @@ def _function(model: "CompiledDiagram", pieces: Sequence[Piece], traced: bool) -
     w = _Writer(model, traced)
     if traced:  # the rules as literals: constants of the code, on which Dynamo installs no guard
         check = model._check_batch
-        w.emit(f"CHECK_TRACED(batch, self._check_values, {check.traced_rules!r}, {check.ranges!r})")
+        w.emit(f"CHECK_TRACED(batch, self._check_values, {check.rules!r}, {check.ranges!r})")
     else:
         w.emit("if is_compiling() or is_exporting():")  # ``tracing()`` inline: fewer objects for Dynamo to guard
         w.emit("    return run_traced(self, batch, mode)")
