@@ -379,15 +379,15 @@ class Session:
         self.group.agree()
         return total, equations
 
-    def reduce_epoch(self, sums: torch.Tensor, count: int, totals: list[torch.Tensor]
-                     ) -> tuple[torch.Tensor, int, list[torch.Tensor]]:
-        """Per-equation sums, step count and per-step losses (``totals``: per step the total, then each
+    def reduce_epoch(self, sums: torch.Tensor, count: int, table: torch.Tensor
+                     ) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """Per-equation sums, step count and per-step losses (``table``: a row per step, the total, then each
         equation) over all ranks, in one collective: sums of means, each divided by the number of ranks, so that
         they are the means of the global batches (the same on every rank)."""
         n = self.group.world_size
-        steps = torch.stack(totals).to(torch.float64)
+        steps = table.to(torch.float64)
         reduced = self.group.all_sum(torch.cat([sums.to(torch.float64).reshape(-1), steps.reshape(-1)])) / n
-        return reduced[:sums.numel()], count, list(reduced[sums.numel():].reshape(steps.shape))
+        return reduced[:sums.numel()], count, reduced[sums.numel():].reshape(steps.shape)
 
     def reduce_sums(self, sums: torch.Tensor, count: int) -> tuple[torch.Tensor, int]:
         """Evaluation sums and batch counts added over ranks."""

@@ -212,8 +212,7 @@ def fit(model: CompiledDiagram | Source, data: Iterable[Batch], epochs: int = 1,
             stacked = _table(rows)  # per step: the total, then each equation
             sums = stacked.sum(0)
             if session is not None:
-                sums, count, totals = session.reduce_epoch(sums, count, list(stacked))
-                stacked = torch.stack(totals)
+                sums, count, stacked = session.reduce_epoch(sums, count, stacked)
             means = _means(names, sums, count)
             bar.set_postfix(means)
             bar.close()
