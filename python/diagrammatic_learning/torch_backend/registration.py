@@ -95,19 +95,17 @@ def set_child(owner: nn.Module, name: str, child: nn.Module | None, fast: bool) 
 
 def sequential(children: Iterable[nn.Module]) -> nn.Sequential:
     """``nn.Sequential(*children)``: children named ``"0"``, ``"1"``, …"""
-    if not quiet():
-        return nn.Sequential(*children)
-    seq = new_module(nn.Sequential)  # nn.Sequential.__init__ with no children sets nothing more
-    for i, child in enumerate(children):
-        seq._modules[str(i)] = child
-    return seq
+    return _numbered(nn.Sequential, children) if quiet() else nn.Sequential(*children)
 
 
 def module_list(children: Iterable[nn.Module]) -> nn.ModuleList:
     """``nn.ModuleList(children)``: children named ``"0"``, ``"1"``, …"""
-    if not quiet():
-        return nn.ModuleList(children)
-    out = new_module(nn.ModuleList)  # nn.ModuleList.__init__ with no children sets nothing more
+    return _numbered(nn.ModuleList, children) if quiet() else nn.ModuleList(children)
+
+
+def _numbered(cls: type[M], children: Iterable[nn.Module]) -> M:
+    """A container of ``cls`` (its ``__init__`` without children sets nothing more) holding ``children``."""
+    out = new_module(cls)
     for i, child in enumerate(children):
         out._modules[str(i)] = child
     return out
